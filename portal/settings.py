@@ -1,0 +1,294 @@
+"""Settings for AI Stack Portal.
+
+Every value comes from the environment through the small typed helpers below, with defaults
+that run the portal locally with no setup: SQLite, django-q2's ORM broker, a database cache and
+the embedded Dokploy simulator. The README lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def envint(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Durations in seconds; fractions are allowed so tests and demos can run fast."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+# --- Core -------------------------------------------------------------------------------------
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "insecure-local-development-key-never-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "stacks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database and cache -----------------------------------------------------------------------
+
+DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var")))
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{DATA_DIR / 'portal.sqlite3'}")
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": dict(dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0)))
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Several worker processes write at once: WAL lets readers proceed, IMMEDIATE transactions
+    # take the write lock up front instead of failing on upgrade, and the timeout waits for it.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = envstr("REDIS_URL")
+CACHES: dict[str, dict[str, Any]]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "portal"),
+        }
+    }
+else:
+    # A database cache is shared by every process, which rate limits and django-q2 need.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "portal_cache",
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "portal"),
+        }
+    }
+
+# --- Task queue (django-q2) -------------------------------------------------------------------
+
+DEPLOY_TIMEOUT = envfloat("DEPLOY_TIMEOUT", 900.0, minimum=1.0)
+MAX_CONCURRENT_DEPLOYMENTS = envint("MAX_CONCURRENT_DEPLOYMENTS", 10, minimum=1)
+_task_timeout = int(DEPLOY_TIMEOUT) + 120
+
+Q_CLUSTER: dict[str, Any] = {
+    "name": "portal",
+    # One worker runs one attempt; attempts mostly wait on Dokploy, so one process per
+    # concurrent deployment keeps ten users' deployments from waiting on each other.
+    "workers": envint("Q_WORKERS", MAX_CONCURRENT_DEPLOYMENTS, minimum=1),
+    # An attempt bounds itself by DEPLOY_TIMEOUT; the margin leaves room for its rollback.
+    "timeout": _task_timeout,
+    # Longer than timeout, so a task still running is never handed to a second worker.
+    "retry": _task_timeout + 60,
+    # Redelivery is for crashed workers only; the pipeline keeps its own counter and lease.
+    "max_attempts": 3,
+    # A task that raised is acknowledged, not redelivered: the attempt row records the failure.
+    "ack_failures": True,
+    "save_limit": 1000,
+    "catch_up": False,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Dokploy ----------------------------------------------------------------------------------
+
+DOKPLOY_SIMULATOR_PORT = envint("DOKPLOY_SIMULATOR_PORT", 3900, minimum=1)
+DOKPLOY_URL = envstr("DOKPLOY_URL").rstrip("/")
+# With no DOKPLOY_URL the portal talks to the embedded simulator, which the run script starts.
+DOKPLOY_SIMULATED = not DOKPLOY_URL
+if DOKPLOY_SIMULATED:
+    DOKPLOY_URL = f"http://127.0.0.1:{DOKPLOY_SIMULATOR_PORT}"
+DOKPLOY_API_KEY = envstr("DOKPLOY_API_KEY", "simulator-key" if DOKPLOY_SIMULATED else "")
+DOKPLOY_API_KEY_FILE = envstr("DOKPLOY_API_KEY_FILE")
+DOKPLOY_TIMEOUT = envfloat("DOKPLOY_TIMEOUT", 10.0, minimum=0.1)
+DOKPLOY_RETRY_BASE = envfloat("DOKPLOY_RETRY_BASE", 1.0)
+DOKPLOY_RETRY_AFTER_MAX = envfloat("DOKPLOY_RETRY_AFTER_MAX", 60.0)
+
+BREAKER_FAILURES = envint("BREAKER_FAILURES", 5, minimum=1)
+BREAKER_RESET = envfloat("BREAKER_RESET", 60.0)
+BREAKER_SUCCESSES = envint("BREAKER_SUCCESSES", 3, minimum=1)
+
+# --- Stacks -----------------------------------------------------------------------------------
+
+STACK_IMAGE = envstr("STACK_IMAGE", "ghcr.io/ai-stack/opencode-ttyd:latest")
+STACK_DOMAIN = envstr("STACK_DOMAIN", "ai.localhost")
+STACK_PORT = envint("STACK_PORT", 8080, minimum=1)
+STACK_URL = envstr(
+    "STACK_URL", f"{DOKPLOY_URL}/_stack/{{host}}" if DOKPLOY_SIMULATED else "https://{host}"
+)
+STACK_CHECK_DNS = envbool("STACK_CHECK_DNS", not DOKPLOY_SIMULATED)
+HEALTH_INTERVAL = envfloat("HEALTH_INTERVAL", 10.0)
+HEALTH_TIMEOUT = envfloat("HEALTH_TIMEOUT", 120.0)
+DEPLOY_RATE_LIMIT = envint("DEPLOY_RATE_LIMIT", 10, minimum=1)
+DEPLOY_RATE_WINDOW = envfloat("DEPLOY_RATE_WINDOW", 3600.0, minimum=1.0)
+LEASE_SECONDS = envfloat("LEASE_SECONDS", 30.0, minimum=1.0)
+
+# --- Auth, static files, i18n -----------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Security (production) --------------------------------------------------------------------
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+
+# --- Logging ----------------------------------------------------------------------------------
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = envstr("LOG_FORMAT", "json")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "stacks.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

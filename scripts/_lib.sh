@@ -1,0 +1,58 @@
+# Shared by scripts/run and scripts/test: idempotent set-up steps for a fresh machine.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export UV_SYSTEM_CERTS=1
+export UV_PYTHON_DOWNLOADS=never
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+python_bin() {
+  command -v python3.11 || command -v python3
+}
+
+# Creates .venv from uv.lock (the lock file keeps installs reproducible).
+ensure_venv() {
+  local py
+  py="$(python_bin)"
+  if ! "$py" -m uv --version >/dev/null 2>&1; then
+    log "installing uv"
+    "$py" -m pip install --quiet --disable-pip-version-check uv
+  fi
+  log "syncing the virtualenv from uv.lock ($*)"
+  (cd "$ROOT" && "$py" -m uv sync --frozen --quiet --python "$py" "$@")
+  export PATH="$ROOT/.venv/bin:$PATH"
+}
+
+# PostgreSQL on 127.0.0.1:5432 with a role that may create the test database.
+ensure_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    if ls /etc/postgresql >/dev/null 2>&1; then
+      log "starting PostgreSQL"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -n | tail -1)" main start \
+        || true
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 || return 1
+  local psql=(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
+  if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='portal'")" != "1" ]; then
+    "${psql[@]}" -c "CREATE ROLE portal LOGIN CREATEDB"
+  fi
+  if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='portal'")" != "1" ]; then
+    "${psql[@]}" -c "CREATE DATABASE portal OWNER portal"
+  fi
+}
+
+# Redis on 127.0.0.1:6379 (keeps nothing on disk).
+ensure_redis() {
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    command -v redis-server >/dev/null || return 1
+    log "starting Redis"
+    mkdir -p /tmp/portal-redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp/portal-redis --logfile /tmp/portal-redis/redis.log
+    for _ in $(seq 1 20); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.25; done
+  fi
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1
+}

@@ -1,0 +1,378 @@
+"""The portal's records: stacks, deployment attempts and their steps, Dokploy calls, breaker.
+
+State rules live here and in the database: a DeploymentAttempt changes status only along
+`ATTEMPT_TRANSITIONS` (checked on save and done as compare-and-set updates), and a partial
+unique index lets a stack hold at most one active (queued or running) attempt.
+No I/O happens in this module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from stacks.names import USERNAME_MAX, validate_stack_username
+
+
+class IllegalTransition(Exception):
+    """A status change that the attempt state machine does not allow."""
+
+
+class Stack(models.Model):
+    class Desired(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        ABSENT = "absent", "Removed"
+
+    class Observed(models.TextChoices):
+        NEW = "new", "Not deployed yet"
+        PROVISIONING = "provisioning", "Provisioning"
+        HEALTHY = "healthy", "Healthy"
+        UNHEALTHY = "unhealthy", "Unhealthy"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+        ABSENT = "absent", "Removed"
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stack"
+    )
+    username = models.CharField(
+        max_length=USERNAME_MAX, unique=True, validators=[validate_stack_username]
+    )
+    image = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=253, blank=True)
+
+    # Dokploy resources this stack owns; blank until created or found.
+    project_id = models.CharField(max_length=64, blank=True)
+    environment_id = models.CharField(max_length=64, blank=True)
+    application_id = models.CharField(max_length=64, blank=True)
+    app_name = models.CharField(max_length=63, blank=True, help_text="Dokploy's generated appName")
+    domain_id = models.CharField(max_length=64, blank=True)
+
+    desired_state = models.CharField(
+        max_length=16, choices=Desired.choices, default=Desired.RUNNING
+    )
+    observed_state = models.CharField(max_length=16, choices=Observed.choices, default=Observed.NEW)
+    observed_at = models.DateTimeField(null=True, blank=True)
+    last_healthy_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["username"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(desired_state__in=["running", "stopped", "absent"]),
+                name="stack_desired_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    observed_state__in=[
+                        "new",
+                        "provisioning",
+                        "healthy",
+                        "unhealthy",
+                        "stopped",
+                        "failed",
+                        "absent",
+                    ]
+                ),
+                name="stack_observed_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def public_url(self) -> str:
+        return f"https://{self.host}" if self.host else ""
+
+    def forget_resources(self) -> None:
+        self.project_id = self.environment_id = ""
+        self.application_id = self.app_name = self.domain_id = ""
+
+    def active_attempt(self) -> DeploymentAttempt | None:
+        return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
+
+
+class AttemptQuerySet(models.QuerySet["DeploymentAttempt"]):
+    def active(self) -> AttemptQuerySet:
+        return self.filter(status__in=DeploymentAttempt.ACTIVE)
+
+    def terminal(self) -> AttemptQuerySet:
+        return self.exclude(status__in=DeploymentAttempt.ACTIVE)
+
+
+class DeploymentAttempt(models.Model):
+    class Kind(models.TextChoices):
+        CREATE = "create", "Create"
+        REDEPLOY = "redeploy", "Redeploy"
+        STOP = "stop", "Stop"
+        START = "start", "Start"
+        TEARDOWN = "teardown", "Teardown"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE: ClassVar[frozenset[str]] = frozenset({Status.QUEUED, Status.RUNNING})
+    TERMINAL: ClassVar[frozenset[str]] = frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED}
+    )
+    # Terminal states have no way out: a new run is a new attempt.
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+        Status.RUNNING: frozenset(
+            {Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED}
+        ),
+        Status.SUCCEEDED: frozenset(),
+        Status.FAILED: frozenset(),
+        Status.ROLLED_BACK: frozenset(),
+        Status.CANCELLED: frozenset(),
+    }
+
+    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="attempts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    image = models.CharField(max_length=255, blank=True)
+
+    queued_at = models.DateTimeField(default=timezone.now)
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text="Earliest start allowed by the per-user limit"
+    )
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+
+    # Crash safety: our own run counter and a short lease renewed while a worker holds it.
+    runs = models.PositiveSmallIntegerField(default=0)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    failure_phase = models.CharField(max_length=16, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True, help_text="Redacted")
+    created_resources = models.JSONField(
+        default=list, blank=True, help_text="Dokploy resources this attempt created, in order"
+    )
+    rollback_errors = models.JSONField(default=list, blank=True)
+
+    objects = AttemptQuerySet.as_manager()
+
+    _saved_status: str | None
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [models.Index(fields=["status", "not_before"], name="attempt_queue_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stack"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_attempt_per_stack",
+                violation_error_message="This stack already has a deployment in progress.",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "queued",
+                        "running",
+                        "succeeded",
+                        "failed",
+                        "rolled_back",
+                        "cancelled",
+                    ]
+                ),
+                name="attempt_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["create", "redeploy", "stop", "start", "teardown"]),
+                name="attempt_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status__in=["queued", "running"], finished_at__isnull=True)
+                    | (~Q(status__in=["queued", "running"]) & Q(finished_at__isnull=False))
+                ),
+                name="attempt_finished_iff_terminal",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="queued")
+                | Q(started_at__isnull=False)
+                | Q(status__in=["cancelled", "failed"]),
+                name="attempt_started_when_run",
+            ),
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved_status = self.status if self.pk else None
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.stack_id} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._saved_status is not None and not self.can_transition(
+            self._saved_status, self.status
+        ):
+            raise IllegalTransition(f"{self._saved_status} → {self.status} is not allowed")
+        if self._saved_status is None and self.status not in self.ACTIVE:
+            raise IllegalTransition(f"a new attempt cannot start as {self.status}")
+        super().save(*args, **kwargs)
+        self._saved_status = self.status
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> DeploymentAttempt:
+        instance = super().from_db(db, field_names, values)
+        instance._saved_status = instance.status
+        return instance
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @classmethod
+    def can_transition(cls, current: str, new: str) -> bool:
+        return new == current or new in cls.TRANSITIONS.get(current, frozenset())
+
+    def transition(self, new: str, **fields: Any) -> None:
+        """Move to `new` with a compare-and-set update, so two processes cannot both do it.
+
+        Raises IllegalTransition when the state machine forbids it or when another process
+        changed the status first (the instance is refreshed in that case).
+        """
+        current = self.status
+        if not self.can_transition(current, new) or new == current:
+            raise IllegalTransition(f"{current} → {new} is not allowed")
+        now = timezone.now()
+        if new == self.Status.RUNNING:
+            fields.setdefault("started_at", self.started_at or now)
+        if new in self.TERMINAL:
+            fields.setdefault("finished_at", now)
+            fields.setdefault("lease_owner", "")
+            fields.setdefault("lease_expires_at", None)
+        updated = type(self).objects.filter(pk=self.pk, status=current).update(status=new, **fields)
+        if updated != 1:
+            self.refresh_from_db()
+            raise IllegalTransition(f"{current} → {new} lost a race: status is now {self.status}")
+        self.status = new
+        self._saved_status = new
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def lease_expired(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.lease_expires_at is None or self.lease_expires_at <= now
+
+    def elapsed(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class DeploymentStep(models.Model):
+    class Phase(models.TextChoices):
+        QUEUE = "queue", "Queue"
+        PROJECT = "project", "Project"
+        ENVIRONMENT = "environment", "Environment"
+        APPLICATION = "application", "Application"
+        DOMAIN = "domain", "Domain"
+        DEPLOY = "deploy", "Deploy"
+        HEALTH = "health", "Health"
+        ROLLBACK = "rollback", "Rollback"
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Create"
+        UPDATE = "update", "Update"
+        DELETE = "delete", "Delete"
+        QUERY = "query", "Query"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    attempt = models.ForeignKey(DeploymentAttempt, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    summary = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    retries = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True, help_text="Redacted")
+    api_response = models.JSONField(null=True, blank=True, help_text="Redacted")
+
+    class Meta:
+        ordering = ["attempt", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "seq"], name="step_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phase}.{self.action} {self.status}"
+
+
+class DokployCall(models.Model):
+    """One HTTP request to Dokploy: the raw material for latency percentiles and retry counts."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    endpoint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    try_number = models.PositiveSmallIntegerField(default=1)
+    error_code = models.CharField(max_length=64, blank=True)
+    attempt = models.ForeignKey(
+        DeploymentAttempt, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    phase = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["endpoint", "created_at"], name="call_endpoint_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint} → {self.status_code or self.error_code}"
+
+
+class BreakerState(models.Model):
+    """The circuit breaker's shared state: one row per breaker, changed by conditional updates."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        OPEN = "open", "Open"
+        HALF_OPEN = "half_open", "Half-open"
+
+    name = models.CharField(max_length=64, primary_key=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    consecutive_successes = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    probe_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the single half-open test request is out"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.state}"
