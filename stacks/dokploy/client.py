@@ -1,0 +1,772 @@
+"""Dokploy's HTTP API: one typed method per endpoint.
+
+Every method names the endpoint it calls (`/api/<router>.<procedure>`). Queries are GET with
+query parameters, mutations POST a JSON body; the key travels in the `x-api-key` header. Each
+call goes through the one retry layer and the shared circuit breaker (`stacks.resilience`), and
+each HTTP request is timed and reported as a CallRecord (by default a DokployCall row).
+
+The creates (project, application, domain) are not idempotent in Dokploy, so they are never
+retried blindly: after a failure that may have taken effect, and after the backoff wait, the
+client looks the resource up and returns it if the earlier try made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from stacks.dokploy.errors import CONFIG, NETWORK_ERROR, TIMEOUT, DokployError
+from stacks.dokploy.types import (
+    JSON,
+    Application,
+    Deployment,
+    Domain,
+    Environment,
+    Project,
+    ProjectCreated,
+    parse_time,
+    production_environment,
+)
+from stacks.models import DokployCall
+from stacks.redaction import redact, register_secret
+from stacks.resilience import CircuitBreaker, RetryPolicy, Ticket
+
+logger = logging.getLogger("stacks.dokploy")
+
+T = TypeVar("T")
+Recover = Callable[[int, datetime], T | None]
+
+GET = "GET"
+POST = "POST"
+
+
+# --- Call records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP request to Dokploy, as it went."""
+
+    endpoint: str
+    method: str
+    status_code: int | None
+    duration_ms: int
+    try_number: int
+    error_code: str = ""
+
+
+_call_context: ContextVar[tuple[int | None, str]] = ContextVar(
+    "dokploy_call_context", default=(None, "")
+)
+
+
+@contextmanager
+def call_context(attempt_id: int | None, phase: str) -> Iterator[None]:
+    """Attribute the Dokploy calls made inside to a deployment attempt and phase."""
+    token = _call_context.set((attempt_id, phase))
+    try:
+        yield
+    finally:
+        _call_context.reset(token)
+
+
+def record_call_to_db(
+    record: CallRecord, *, attempt_id: int | None = None, phase: str = ""
+) -> None:
+    DokployCall.objects.create(
+        endpoint=record.endpoint[:64],
+        method=record.method,
+        status_code=record.status_code,
+        duration_ms=record.duration_ms,
+        try_number=record.try_number,
+        error_code=record.error_code[:64],
+        attempt_id=attempt_id,
+        phase=phase[:16],
+    )
+
+
+def pace_in_context(endpoint: str) -> None:
+    """The default `before_request`: wait for a slot in the current phase's per-second budget."""
+    from stacks import throttle
+
+    throttle.acquire(_call_context.get()[1])
+
+
+def record_call_in_context(record: CallRecord) -> None:
+    """The default `on_call`: a DokployCall row for the attempt and phase of call_context()."""
+    attempt_id, phase = _call_context.get()
+    record_call_to_db(record, attempt_id=attempt_id, phase=phase)
+
+
+# --- The API key ------------------------------------------------------------------------------
+
+
+class _ApiKey:
+    """The key from settings, or from a file read again whenever the file changes.
+
+    With both, the file wins: it is how a rotated key reaches running processes.
+    """
+
+    def __init__(self, key: str | None, path: str | None) -> None:
+        self._key = (key or "").strip()
+        self._path = path or None
+        self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+        register_secret(self._key)
+
+    def get(self, endpoint: str) -> str:
+        key = self._key if self._path is None else self._from_file(endpoint)
+        if not key:
+            raise DokployError.config(
+                endpoint, "no API key: set DOKPLOY_API_KEY or DOKPLOY_API_KEY_FILE"
+            )
+        return key
+
+    def _from_file(self, endpoint: str) -> str:
+        assert self._path is not None
+        problem = ""
+        with self._lock:
+            try:
+                info = os.stat(self._path)
+                stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+                if stamp != self._stamp:
+                    self._key = Path(self._path).read_text(encoding="utf-8").strip()
+                    self._stamp = stamp
+                    register_secret(self._key)
+            except OSError as exc:
+                problem = f"cannot read DOKPLOY_API_KEY_FILE {self._path}: {exc.strerror}"
+            except UnicodeDecodeError:
+                problem = f"DOKPLOY_API_KEY_FILE {self._path} is not UTF-8 text"
+            key = self._key
+        if problem:
+            raise DokployError.config(endpoint, problem)
+        return key
+
+
+# --- The client -------------------------------------------------------------------------------
+
+
+class DokployClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        api_key_file: str | None = None,
+        timeout: float = 10.0,
+        retry_base: float = 1.0,
+        retry_after_max: float = 60.0,
+        breaker: CircuitBreaker | None = None,
+        on_call: Callable[[CallRecord], None] | None = None,
+        before_request: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        jitter: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.breaker = breaker
+        self.on_call = on_call
+        self.before_request = before_request
+        self.retry = RetryPolicy(
+            base=retry_base, retry_after_max=retry_after_max, jitter=jitter, sleep=sleep
+        )
+        self._api_key = _ApiKey(api_key, api_key_file)
+        api_root = self.base_url if self.base_url.endswith("/api") else f"{self.base_url}/api"
+        self._http = httpx.Client(
+            base_url=f"{api_root}/",
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "ai-stack-portal"},
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> DokployClient:
+        """A client configured by the DOKPLOY_* and BREAKER_* settings, recording every call."""
+        options: dict[str, Any] = {
+            "base_url": settings.DOKPLOY_URL,
+            "api_key": settings.DOKPLOY_API_KEY or None,
+            "api_key_file": settings.DOKPLOY_API_KEY_FILE or None,
+            "timeout": float(settings.DOKPLOY_TIMEOUT),
+            "retry_base": float(settings.DOKPLOY_RETRY_BASE),
+            "retry_after_max": float(settings.DOKPLOY_RETRY_AFTER_MAX),
+            "on_call": record_call_in_context,
+            "before_request": pace_in_context,
+        }
+        options.update(overrides)
+        if "breaker" not in options:
+            options["breaker"] = CircuitBreaker()
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        return f"DokployClient({self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DokployClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # project -----------------------------------------------------------------------------
+
+    def project_create(self, *, name: str, description: str | None = None) -> ProjectCreated:
+        """POST project.create: the project and the `production` environment made with it."""
+        body: JSON = {"name": name}
+        if description is not None:
+            body["description"] = description
+        return self._call(
+            "project.create",
+            POST,
+            _one(ProjectCreated.from_api),
+            body=body,
+            recover=self._recover_project(name),
+        )
+
+    def project_all(self) -> list[Project]:
+        """GET project.all: every project, newest first, with environments and applications."""
+        return self._call("project.all", GET, _many(Project.from_api))
+
+    def project_one(self, project_id: str) -> Project:
+        """GET project.one."""
+        return self._call(
+            "project.one", GET, _one(Project.from_api), params={"projectId": project_id}
+        )
+
+    def project_remove(self, project_id: str) -> Project:
+        """POST project.remove: deletes rows only; delete the applications first."""
+        return self._call(
+            "project.remove", POST, _one(Project.from_api), body={"projectId": project_id}
+        )
+
+    # environment -------------------------------------------------------------------------
+
+    def environment_by_project_id(self, project_id: str) -> list[Environment]:
+        """GET environment.byProjectId: oldest first; an unknown project gives []."""
+        return self._call(
+            "environment.byProjectId",
+            GET,
+            _many(Environment.from_api),
+            params={"projectId": project_id},
+        )
+
+    # application -------------------------------------------------------------------------
+
+    def application_create(
+        self,
+        *,
+        name: str,
+        environment_id: str,
+        app_name: str | None = None,
+        description: str | None = None,
+        source_type: str | None = None,
+        project_id: str | None = None,
+    ) -> Application:
+        """POST application.create. Dokploy appends a random suffix to `app_name`.
+
+        `project_id` is not sent: it only spares a project.all look-up if the create has to be
+        checked after an ambiguous failure.
+        """
+        body: JSON = {"name": name, "environmentId": environment_id}
+        if app_name is not None:
+            body["appName"] = app_name
+        if description is not None:
+            body["description"] = description
+        if source_type is not None:
+            body["sourceType"] = source_type
+        return self._call(
+            "application.create",
+            POST,
+            _one(Application.from_api),
+            body=body,
+            recover=self._recover_application(name, environment_id, project_id),
+        )
+
+    def application_one(self, application_id: str) -> Application:
+        """GET application.one, with domains and deployments."""
+        return self._call(
+            "application.one",
+            GET,
+            _one(Application.from_api),
+            params={"applicationId": application_id},
+        )
+
+    def application_save_docker_provider(
+        self,
+        *,
+        application_id: str,
+        docker_image: str,
+        username: str | None = None,
+        password: str | None = None,
+        registry_url: str | None = None,
+    ) -> bool:
+        """POST application.saveDockerProvider: all five keys are required, null allowed."""
+        register_secret(password)
+        body: JSON = {
+            "applicationId": application_id,
+            "dockerImage": docker_image,
+            "username": username,
+            "password": password,
+            "registryUrl": registry_url,
+        }
+        return self._call("application.saveDockerProvider", POST, _flag, body=body)
+
+    def application_update(self, application_id: str, **fields: Any) -> bool:
+        """POST application.update with Dokploy's column names (snake_case is converted)."""
+        body: JSON = {"applicationId": application_id}
+        body.update({_camel(name): value for name, value in fields.items()})
+        if isinstance(body.get("password"), str):
+            register_secret(body["password"])
+        return self._call("application.update", POST, _flag, body=body)
+
+    def application_deploy(
+        self, application_id: str, *, title: str | None = None, description: str | None = None
+    ) -> None:
+        """POST application.deploy: only queues the deployment; the answer is empty."""
+        body: JSON = {"applicationId": application_id}
+        if title is not None:
+            body["title"] = title
+        if description is not None:
+            body["description"] = description
+        self._call("application.deploy", POST, _nothing, body=body)
+
+    def application_stop(self, application_id: str) -> Application:
+        """POST application.stop: the application as it was before stopping."""
+        return self._application_action("application.stop", application_id)
+
+    def application_start(self, application_id: str) -> Application:
+        """POST application.start: the application as it was before starting."""
+        return self._application_action("application.start", application_id)
+
+    def application_delete(self, application_id: str) -> Application:
+        """POST application.delete: also removes its domains, service and Traefik config."""
+        return self._application_action("application.delete", application_id)
+
+    def _application_action(self, endpoint: str, application_id: str) -> Application:
+        return self._call(
+            endpoint, POST, _one(Application.from_api), body={"applicationId": application_id}
+        )
+
+    # domain ------------------------------------------------------------------------------
+
+    def domain_create(
+        self,
+        *,
+        host: str,
+        application_id: str,
+        https: bool = True,
+        port: int,
+        certificate_type: str = "letsencrypt",
+        domain_type: str = "application",
+        path: str = "/",
+    ) -> Domain:
+        """POST domain.create: live at once; Dokploy does not refuse duplicate hosts."""
+        body: JSON = {
+            "host": host,
+            "applicationId": application_id,
+            "https": https,
+            "port": port,
+            "certificateType": certificate_type,
+            "domainType": domain_type,
+            "path": path,
+        }
+        return self._call(
+            "domain.create",
+            POST,
+            _one(Domain.from_api),
+            body=body,
+            recover=self._recover_domain(host, application_id),
+        )
+
+    def domain_by_application_id(self, application_id: str) -> list[Domain]:
+        """GET domain.byApplicationId: an unknown application gives []."""
+        return self._call(
+            "domain.byApplicationId",
+            GET,
+            _many(Domain.from_api),
+            params={"applicationId": application_id},
+        )
+
+    def domain_update(
+        self,
+        domain_id: str,
+        *,
+        host: str,
+        https: bool,
+        port: int,
+        certificate_type: str,
+        domain_type: str,
+        path: str,
+    ) -> Domain:
+        """POST domain.update: the updated row."""
+        body: JSON = {
+            "domainId": domain_id,
+            "host": host,
+            "https": https,
+            "port": port,
+            "certificateType": certificate_type,
+            "domainType": domain_type,
+            "path": path,
+        }
+        return self._call("domain.update", POST, _one(Domain.from_api), body=body)
+
+    def domain_delete(self, domain_id: str) -> Domain:
+        """POST domain.delete: the deleted row."""
+        return self._call(
+            "domain.delete", POST, _one(Domain.from_api), body={"domainId": domain_id}
+        )
+
+    # deployment --------------------------------------------------------------------------
+
+    def deployment_all(self, application_id: str) -> list[Deployment]:
+        """GET deployment.all: newest first, about the last ten."""
+        return self._call(
+            "deployment.all",
+            GET,
+            _many(Deployment.from_api),
+            params={"applicationId": application_id},
+        )
+
+    def deployment_read_logs(self, deployment_id: str, *, tail: int = 100) -> str:
+        """GET deployment.readLogs: the build log's last `tail` lines."""
+        return self._call(
+            "deployment.readLogs",
+            GET,
+            _text,
+            params={"deploymentId": deployment_id, "tail": tail},
+        )
+
+    # Look-ups after an ambiguous create --------------------------------------------------
+
+    def _recover_project(self, name: str) -> Recover[ProjectCreated]:
+        def recover(try_number: int, started: datetime) -> ProjectCreated | None:
+            projects = self._send("project.all", GET, try_number)
+            row = _made_since([p for p in _rows(projects) if p.get("name") == name], started)
+            if row is None:
+                return None
+            project = Project.from_api(row)
+            environment = project.production_environment()
+            if environment is None:
+                listed = self._send(
+                    "environment.byProjectId",
+                    GET,
+                    try_number,
+                    params={"projectId": project.project_id},
+                )
+                environment = production_environment(
+                    [Environment.from_api(e) for e in _rows(listed)]
+                )
+            if environment is None:
+                raise DokployError.bad_response(
+                    "project.create", f"project {name} exists without a production environment"
+                )
+            raw: JSON = redact({"project": row, "environment": environment.raw})
+            return ProjectCreated(project=project, environment=environment, raw=raw)
+
+        return recover
+
+    def _recover_application(
+        self, name: str, environment_id: str, project_id: str | None
+    ) -> Recover[Application]:
+        known = {"project_id": project_id}
+
+        def recover(try_number: int, started: datetime) -> Application | None:
+            known["project_id"] = known["project_id"] or self._project_of(
+                environment_id, try_number
+            )
+            if known["project_id"] is None:
+                return None
+            listed = self._send(
+                "environment.byProjectId",
+                GET,
+                try_number,
+                params={"projectId": known["project_id"]},
+            )
+            for environment in _rows(listed):
+                if environment.get("environmentId") == environment_id:
+                    apps = [
+                        a for a in _rows(environment.get("applications")) if a.get("name") == name
+                    ]
+                    row = _made_since(apps, started)
+                    return Application.from_api(row, environment_id=environment_id) if row else None
+            return None
+
+        return recover
+
+    def _project_of(self, environment_id: str, try_number: int) -> str | None:
+        for project in _rows(self._send("project.all", GET, try_number)):
+            for environment in _rows(project.get("environments")):
+                if environment.get("environmentId") == environment_id:
+                    return str(project["projectId"])
+        return None
+
+    def _recover_domain(self, host: str, application_id: str) -> Recover[Domain]:
+        def recover(try_number: int, started: datetime) -> Domain | None:
+            listed = self._send(
+                "domain.byApplicationId", GET, try_number, params={"applicationId": application_id}
+            )
+            row = _made_since([d for d in _rows(listed) if d.get("host") == host], started)
+            return Domain.from_api(row) if row else None
+
+        return recover
+
+    # One call: retries around requests ---------------------------------------------------
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        parse: Callable[[Any], T],
+        *,
+        params: JSON | None = None,
+        body: JSON | None = None,
+        recover: Recover[T] | None = None,
+    ) -> T:
+        self._api_key.get(endpoint)  # no key: fail before anything is sent
+        started = timezone.now()
+        # Set by a failure after which the mutation may have taken effect; a look-up that
+        # finds nothing clears it.
+        unsettled = False
+
+        def attempt(try_number: int) -> T:
+            nonlocal unsettled
+            if unsettled and recover is not None:
+                found = _checked(endpoint, lambda: recover(try_number, started))
+                if found is not None:
+                    logger.info(
+                        "%s: found what an earlier try created",
+                        endpoint,
+                        extra={"endpoint": endpoint, "try": try_number},
+                    )
+                    return found
+                unsettled = False
+            try:
+                data = self._send(endpoint, method, try_number, params=params, body=body)
+            except DokployError as error:
+                unsettled = unsettled or error.ambiguous
+                raise
+            try:
+                return _checked(endpoint, lambda: parse(data))
+            except DokployError as error:
+                error.ambiguous = method == POST
+                raise
+
+        try:
+            return self.retry.run(attempt, endpoint=endpoint, breaker=self.breaker)
+        except DokployError as error:
+            error.ambiguous = error.ambiguous or unsettled
+            raise
+
+    # One HTTP request --------------------------------------------------------------------
+
+    def _send(
+        self,
+        endpoint: str,
+        method: str,
+        try_number: int,
+        *,
+        params: JSON | None = None,
+        body: JSON | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (None for an empty body) or DokployError."""
+        mutation = method == POST
+        headers = {"x-api-key": self._api_key.get(endpoint)}
+        content = None
+        if mutation:
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body or {}, separators=(",", ":")).encode()
+        if self.before_request is not None:
+            self.before_request(endpoint)
+        ticket = self.breaker.claim(endpoint) if self.breaker is not None else Ticket()
+        response: httpx.Response | None = None
+        error: DokployError | None = None
+        began = time.perf_counter()
+        try:
+            response = self._http.request(
+                method, endpoint, params=params, content=content, headers=headers
+            )
+        except httpx.RequestError as exc:
+            error = DokployError.from_transport(
+                endpoint, exc, mutation=mutation, timeout=self.timeout
+            )
+        except BaseException:
+            self._settle(ticket, None, sent=False)
+            raise
+        duration_ms = round((time.perf_counter() - began) * 1000)
+        if response is not None and not response.is_success:
+            error = DokployError.from_response(endpoint, response, mutation=mutation)
+        self._settle(ticket, error)
+        self._report(
+            CallRecord(
+                endpoint=endpoint,
+                method=method,
+                status_code=response.status_code if response is not None else None,
+                duration_ms=duration_ms,
+                try_number=try_number,
+                error_code=error.code if error is not None else "",
+            )
+        )
+        # Raised here, outside the except clause, so no httpx exception (whose request holds
+        # the key header) rides along as __context__.
+        if error is not None:
+            raise error
+        assert response is not None
+        return _decode(endpoint, response, mutation=mutation)
+
+    def _settle(self, ticket: Ticket, error: DokployError | None, *, sent: bool = True) -> None:
+        if self.breaker is None:
+            return
+        try:
+            if not sent or (error is not None and (error.status == 429 or error.code == CONFIG)):
+                self.breaker.release(ticket)
+            elif error is not None and _server_side(error):
+                self.breaker.record_failure(ticket)
+            else:
+                self.breaker.record_success(ticket)
+        except DatabaseError:
+            logger.warning("could not update circuit breaker %s", self.breaker.name, exc_info=True)
+
+    def _report(self, record: CallRecord) -> None:
+        logger.debug(
+            "%s %s -> %s in %d ms (try %d)",
+            record.method,
+            record.endpoint,
+            record.status_code or record.error_code,
+            record.duration_ms,
+            record.try_number,
+            extra={
+                "endpoint": record.endpoint,
+                "status": record.status_code,
+                "duration_ms": record.duration_ms,
+                "try": record.try_number,
+                "error_code": record.error_code,
+            },
+        )
+        if self.on_call is None:
+            return
+        try:
+            self.on_call(record)
+        except Exception:
+            # Losing a metrics row must not turn a call that worked into a failure.
+            logger.warning("could not record a Dokploy call", exc_info=True)
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def _server_side(error: DokployError) -> bool:
+    if error.status is not None:
+        return error.status >= 500
+    return error.code in (NETWORK_ERROR, TIMEOUT)
+
+
+def _decode(endpoint: str, response: httpx.Response, *, mutation: bool) -> Any:
+    text = response.text
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        if "json" not in response.headers.get("content-type", ""):
+            return text
+    error = DokployError.bad_response(endpoint, "the answer is not valid JSON", text[:500])
+    error.ambiguous = mutation
+    raise error
+
+
+def _checked(endpoint: str, build: Callable[[], T]) -> T:
+    """`build()`, with an answer of an unexpected shape turned into BAD_RESPONSE."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"unexpected answer: {type(exc).__name__}: {exc}"
+    raise DokployError.bad_response(endpoint, problem)
+
+
+def _one(build: Callable[[JSON], T]) -> Callable[[Any], T]:
+    def parse(data: Any) -> T:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
+        return build(data)
+
+    return parse
+
+
+def _many(build: Callable[[JSON], T]) -> Callable[[Any], list[T]]:
+    def parse(data: Any) -> list[T]:
+        if not isinstance(data, list):
+            raise TypeError(f"expected a list, got {type(data).__name__}")
+        return [build(row) for row in data]
+
+    return parse
+
+
+def _flag(data: Any) -> bool:
+    """Dokploy answers `true` for updates."""
+    return data is not None and data is not False
+
+
+def _nothing(data: Any) -> None:
+    """Deploys answer with an empty body (or `true` on Dokploy Cloud)."""
+
+
+def _text(data: Any) -> str:
+    if data is None:
+        return ""
+    if not isinstance(data, str):
+        raise TypeError(f"expected text, got {type(data).__name__}")
+    return data
+
+
+def _rows(data: Any) -> list[JSON]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise TypeError(f"expected a list, got {type(data).__name__}")
+    return [row for row in data if isinstance(row, dict)]
+
+
+def _made_since(rows: list[JSON], started: datetime) -> JSON | None:
+    """The row a create made: created at or after `started` when every row has a timestamp,
+    else the only row there is. Compared to the second: Dokploy keeps milliseconds at most."""
+    if not rows:
+        return None
+    since = started.replace(microsecond=0)
+    stamped: list[tuple[datetime, int]] = []
+    for index, row in enumerate(rows):
+        created = row.get("createdAt")
+        when = parse_time(created if isinstance(created, str) else None)
+        if when is None:
+            return rows[0] if len(rows) == 1 else None
+        stamped.append((when, index))
+    fresh = sorted(item for item in stamped if item[0] >= since)
+    return rows[fresh[0][1]] if fresh else None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
