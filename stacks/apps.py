@@ -1,6 +1,20 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _install_schedules(sender: AppConfig, **kwargs: Any) -> None:
+    from stacks.queueing import ensure_schedules
+
+    ensure_schedules()
 
 
 class StacksConfig(AppConfig):
     name = "stacks"
     verbose_name = "AI stacks"
+
+    def ready(self) -> None:
+        post_migrate.connect(_install_schedules, sender=self)

@@ -94,10 +94,6 @@ class Stack(models.Model):
     def public_url(self) -> str:
         return f"https://{self.host}" if self.host else ""
 
-    def forget_resources(self) -> None:
-        self.project_id = self.environment_id = ""
-        self.application_id = self.app_name = self.domain_id = ""
-
     def active_attempt(self) -> DeploymentAttempt | None:
         return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
 

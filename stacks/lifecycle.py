@@ -1,0 +1,136 @@
+"""What the portal's pages and commands may ask of a stack: the sanctioned state changes.
+
+Requests only ever create or change DeploymentAttempt rows and hand them to the queue; the
+pipeline does the work. Each function validates its input and raises an error a person can act
+on, before anything reaches Dokploy.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from stacks import names, queueing
+from stacks.models import DeploymentAttempt, IllegalTransition, Stack
+
+Kind = DeploymentAttempt.Kind
+Status = DeploymentAttempt.Status
+
+
+class LifecycleError(Exception):
+    """A request that cannot be carried out as asked; the message says why."""
+
+
+class StackBusy(LifecycleError):
+    def __init__(self, attempt: DeploymentAttempt) -> None:
+        super().__init__(f"A {attempt.kind} of this stack is already {attempt.status}.")
+        self.attempt = attempt
+
+
+def ensure_stack(user: User) -> Stack:
+    """The user's stack, created on first use. Invalid or reserved usernames are refused."""
+    username = user.get_username()
+    try:
+        names.validate_stack_username(username)
+    except ValidationError as exc:
+        raise LifecycleError(f"“{username}” cannot own a stack: {' '.join(exc.messages)}") from exc
+    stack, _ = Stack.objects.get_or_create(
+        owner=user,
+        defaults={
+            "username": username,
+            "host": names.stack_host(username, settings.STACK_DOMAIN),
+            "image": settings.STACK_IMAGE,
+        },
+    )
+    return stack
+
+
+def _needs_application(stack: Stack, kind: str) -> None:
+    if kind in (Kind.STOP, Kind.START, Kind.REDEPLOY) and not stack.application_id:
+        raise LifecycleError(f"There is no deployed stack to {kind} yet; create it first.")
+
+
+def request_attempt(
+    user: User,
+    kind: str,
+    *,
+    requested_by: User | None = None,
+    reason: str = "",
+    dispatch: bool = True,
+) -> DeploymentAttempt:
+    """Queue a create, redeploy, stop, start or teardown of the user's stack.
+
+    An active attempt whose worker died (lease expired) is taken over and returned instead of
+    refusing the request; any other active attempt raises StackBusy.
+    """
+    if kind not in Kind.values:
+        raise LifecycleError(f"Unknown action “{kind}”.")
+    stack = ensure_stack(user)
+    _needs_application(stack, kind)
+    active = stack.active_attempt()
+    if active is not None:
+        if _abandoned(active):
+            if dispatch:
+                queueing.resend(active)
+            return active
+        raise StackBusy(active)
+    not_before = queueing.earliest_start(stack) if kind in queueing.LIMITED_KINDS else None
+    try:
+        with transaction.atomic():
+            attempt = DeploymentAttempt.objects.create(
+                stack=stack,
+                kind=kind,
+                requested_by=requested_by or user,
+                reason=reason[:200],
+                image=settings.STACK_IMAGE if kind in queueing.LIMITED_KINDS else stack.image,
+                not_before=not_before,
+            )
+    except IntegrityError:
+        raced = stack.active_attempt()
+        if raced is None:
+            raise
+        raise StackBusy(raced) from None
+    if dispatch:
+        transaction.on_commit(queueing.dispatch)
+    return attempt
+
+
+def _abandoned(attempt: DeploymentAttempt) -> bool:
+    """Running with an expired lease, or handed to a task that never started."""
+    now = timezone.now()
+    if attempt.status == Status.RUNNING:
+        return attempt.lease_expired(now)
+    return bool(attempt.dispatched_at and attempt.dispatched_at < now - queueing.DISPATCH_GRACE)
+
+
+def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> None:
+    """A queued attempt ends at once; a running one stops at its next step and rolls back."""
+    who = by.get_username() if by is not None else "the system"
+    if attempt.status == Status.QUEUED:
+        updated = DeploymentAttempt.objects.filter(
+            pk=attempt.pk, status=Status.QUEUED, lease_owner=""
+        ).update(cancel_requested=True)
+        if updated:
+            try:
+                attempt.transition(
+                    Status.CANCELLED,
+                    cancel_requested=True,
+                    error_code="CANCELLED",
+                    error_message=f"Cancelled by {who} before it started",
+                )
+                transaction.on_commit(queueing.dispatch)
+                return
+            except IllegalTransition:
+                attempt.refresh_from_db()
+        else:
+            attempt.refresh_from_db()
+    if attempt.status in DeploymentAttempt.ACTIVE:
+        DeploymentAttempt.objects.filter(pk=attempt.pk, status__in=DeploymentAttempt.ACTIVE).update(
+            cancel_requested=True
+        )
+        attempt.refresh_from_db()
+        return
+    raise LifecycleError(f"This {attempt.kind} already ended ({attempt.get_status_display()}).")

@@ -1,0 +1,68 @@
+"""Create or redeploy a user's stack in the foreground, through the portal's own pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from stacks import lifecycle, pipeline
+from stacks.models import DeploymentAttempt, DeploymentStep, Stack
+
+Kind = DeploymentAttempt.Kind
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a create (or, for a stack that exists, redeploy) attempt for USERNAME in the "
+        "foreground, creating the portal user if missing. Exits 0 only when the stack ends healthy."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument(
+            "--redeploy", action="store_true", help="Deploy again even if nothing changed"
+        )
+        parser.add_argument("--reason", default="deploy_stack command")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username: str = options["username"]
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save()
+            self.stdout.write(f"created portal user {username}")
+        existing = Stack.objects.filter(owner=user).first()
+        kind = Kind.REDEPLOY if options["redeploy"] and existing else Kind.CREATE
+        try:
+            attempt = lifecycle.request_attempt(
+                user, kind, reason=options["reason"], dispatch=False
+            )
+        except lifecycle.LifecycleError as exc:
+            raise CommandError(str(exc)) from exc
+        if attempt.not_before:
+            raise CommandError(
+                f"{username} reached the deployment limit; the next one may start at "
+                f"{attempt.not_before:%H:%M:%S} UTC (attempt #{attempt.pk} is queued for it)"
+            )
+        self.stdout.write(f"attempt #{attempt.pk}: {attempt.kind} of {username}")
+        result = pipeline.run_attempt(attempt.pk, on_step=self._print_step)
+        if result is None:
+            raise CommandError(f"attempt #{attempt.pk} is held by another worker")
+        self.stdout.write(f"attempt #{result.pk} {result.get_status_display().lower()}")
+        stack = Stack.objects.get(pk=result.stack_id)
+        if result.status != DeploymentAttempt.Status.SUCCEEDED:
+            raise CommandError(f"{result.error_code}: {result.error_message}")
+        self.stdout.write(self.style.SUCCESS(f"{username} is healthy at {stack.public_url}"))
+
+    def _print_step(self, step: DeploymentStep) -> None:
+        line = (
+            f"  {step.phase:<11} {step.action:<6} {step.status:<9} "
+            f"{step.duration_ms or 0:>6} ms  {step.summary}"
+        )
+        if step.retries:
+            line += f" ({step.retries} retries)"
+        if step.error_message:
+            line += f"\n    {step.error_code}: {step.error_message}"
+        self.stdout.write(line)

@@ -1,0 +1,171 @@
+"""The attempt queue: per-user limits, bounded concurrency, dispatch to workers, the reaper.
+
+The DeploymentAttempt table is the queue. An attempt is queued with the earliest time the
+per-user limit allows (`not_before`); `dispatch()` hands due attempts to django-q2 workers while
+fewer than MAX_CONCURRENT_DEPLOYMENTS are out, claiming each with a conditional update so two
+dispatchers never send the same attempt. The reaper hands attempts whose worker died (lease
+expired) or whose task was lost back to the workers, and ends attempts past their deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from stacks.models import DeploymentAttempt, Stack
+
+logger = logging.getLogger("stacks.queue")
+
+Status = DeploymentAttempt.Status
+Kind = DeploymentAttempt.Kind
+
+# Kinds that count against the per-user deployment limit.
+LIMITED_KINDS = (Kind.CREATE, Kind.REDEPLOY)
+# A dispatched task that has not started by then is taken as lost (the Redis broker does
+# not redeliver) and is dispatched again.
+DISPATCH_GRACE = timedelta(seconds=60)
+TASK = "stacks.tasks.run_attempt"
+
+
+def rate_limit_window() -> timedelta:
+    return timedelta(seconds=float(settings.DEPLOY_RATE_WINDOW))
+
+
+def earliest_start(stack: Stack, now: datetime | None = None) -> datetime | None:
+    """When a new deployment for this stack may start under the rolling per-user limit.
+
+    None means now. Each limited attempt that was not cancelled before it started holds a slot
+    from its start (or planned start) for one window.
+    """
+    now = now or timezone.now()
+    limit = int(settings.DEPLOY_RATE_LIMIT)
+    window = rate_limit_window()
+    starts: list[datetime] = list(
+        DeploymentAttempt.objects.filter(stack__owner_id=stack.owner_id, kind__in=LIMITED_KINDS)
+        .exclude(status=Status.CANCELLED, started_at__isnull=True)
+        .annotate(slot=Coalesce("started_at", "not_before", "queued_at"))
+        .filter(slot__gt=now - window)
+        .order_by("-slot")
+        .values_list("slot", flat=True)[:limit]
+    )
+    if len(starts) < limit:
+        return None
+    return starts[-1] + window
+
+
+def waiting() -> QuerySet[DeploymentAttempt]:
+    """Queued attempts in the order they will be dispatched."""
+    return DeploymentAttempt.objects.filter(status=Status.QUEUED).order_by(
+        Coalesce("not_before", "queued_at"), "queued_at", "id"
+    )
+
+
+def queue_position(attempt: DeploymentAttempt) -> int | None:
+    """1-based position among attempts waiting to be dispatched; None once dispatched."""
+    if attempt.status != Status.QUEUED or attempt.dispatched_at:
+        return None
+    ids = list(waiting().filter(dispatched_at__isnull=True).values_list("id", flat=True))
+    return ids.index(attempt.pk) + 1 if attempt.pk in ids else None
+
+
+def slots_in_use() -> int:
+    return DeploymentAttempt.objects.filter(
+        Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
+    ).count()
+
+
+def dispatch(now: datetime | None = None) -> list[int]:
+    """Send due attempts to the workers, up to the concurrency limit. Returns their ids."""
+    now = now or timezone.now()
+    free = int(settings.MAX_CONCURRENT_DEPLOYMENTS) - slots_in_use()
+    sent: list[int] = []
+    if free > 0:
+        due = (
+            waiting()
+            .filter(dispatched_at__isnull=True)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        )
+        for attempt_id in due.values_list("id", flat=True)[: free * 2]:
+            if len(sent) >= free:
+                break
+            claimed = DeploymentAttempt.objects.filter(
+                pk=attempt_id, status=Status.QUEUED, dispatched_at__isnull=True
+            ).update(dispatched_at=now)
+            if claimed:
+                sent.append(attempt_id)
+    for attempt_id in sent:
+        logger.info("dispatched", extra={"deploymentId": attempt_id, "status": "queued"})
+        async_task(TASK, attempt_id, task_name=f"attempt-{attempt_id}", group="deployments")
+    schedule_wakeup()
+    return sent
+
+
+def resend(attempt: DeploymentAttempt) -> None:
+    """Hand an attempt whose worker or task was lost to a worker again."""
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(dispatched_at=timezone.now())
+    async_task(TASK, attempt.pk, task_name=f"attempt-{attempt.pk}", group="deployments")
+
+
+def schedule_wakeup() -> None:
+    """Make sure dispatch runs again when the next rate-limited attempt becomes due."""
+    upcoming = (
+        waiting()
+        .filter(dispatched_at__isnull=True, not_before__gt=timezone.now())
+        .values_list("not_before", flat=True)
+        .first()
+    )
+    if upcoming is None:
+        return
+    Schedule.objects.update_or_create(
+        name="dispatch-wakeup",
+        defaults={
+            "func": "stacks.tasks.dispatch_due",
+            "schedule_type": Schedule.ONCE,
+            "next_run": upcoming,
+            "repeats": 1,
+        },
+    )
+
+
+def reap(now: datetime | None = None) -> dict[str, int]:
+    """Recover attempts whose worker died or whose task was lost; end those past deadline."""
+    now = now or timezone.now()
+    resumed = lost = 0
+    orphaned = DeploymentAttempt.objects.filter(status=Status.RUNNING).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    )
+    for attempt in orphaned:
+        if attempt.dispatched_at and attempt.dispatched_at > now - DISPATCH_GRACE:
+            continue  # already handed to a worker that has not claimed it yet
+        resend(attempt)
+        resumed += 1
+    stale = DeploymentAttempt.objects.filter(
+        status=Status.QUEUED, dispatched_at__lt=now - DISPATCH_GRACE
+    )
+    for attempt in stale:
+        resend(attempt)
+        lost += 1
+    dispatch(now)
+    if resumed or lost:
+        logger.warning("reaped", extra={"resumed": resumed, "redispatched": lost})
+    return {"resumed": resumed, "redispatched": lost}
+
+
+def ensure_schedules() -> None:
+    """The reaper runs every minute in the task cluster."""
+    Schedule.objects.update_or_create(
+        name="reaper",
+        defaults={
+            "func": "stacks.tasks.reap_attempts",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

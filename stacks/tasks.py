@@ -1,0 +1,18 @@
+"""django-q2 entry points: load by id, call one function, own nothing else."""
+
+from __future__ import annotations
+
+from stacks import pipeline, queueing
+
+
+def run_attempt(attempt_id: int) -> str:
+    attempt = pipeline.run_attempt(attempt_id)
+    return attempt.status if attempt is not None else "not claimed"
+
+
+def dispatch_due() -> int:
+    return len(queueing.dispatch())
+
+
+def reap_attempts() -> dict[str, int]:
+    return queueing.reap()

@@ -1,0 +1,486 @@
+"""Whole-pipeline runs against the Dokploy simulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from stacks import lifecycle, pipeline, queueing
+from stacks.models import DeploymentAttempt, DeploymentStep, Stack
+
+Status = DeploymentAttempt.Status
+
+
+def deploy(user: User, kind: str = "create") -> DeploymentAttempt:
+    """Queue an attempt; with the test cluster in sync mode it runs to the end right away."""
+    attempt = lifecycle.request_attempt(user, kind)
+    attempt.refresh_from_db()
+    return attempt
+
+
+def mutations(sim) -> list[str]:
+    return [call["endpoint"] for call in sim.calls() if call["method"] == "POST"]
+
+
+def only(rows: dict[str, dict]) -> dict:
+    assert len(rows) == 1, rows
+    return next(iter(rows.values()))
+
+
+def test_happy_path_creates_a_healthy_stack(dokploy, alice):
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED, attempt.error_message
+    state = dokploy.state()
+    project = only(state["projects"])
+    application = only(state["applications"])
+    domain = only(state["domains"])
+    assert project["name"] == "ai-stack-alice"
+    assert project["description"] == "AI Stack for alice"
+    assert application["name"] == "opencode-alice"
+    assert application["appName"].startswith("opencode-alice-")
+    assert application["sourceType"] == "docker"
+    assert application["dockerImage"] == "ghcr.io/ai-stack/opencode-ttyd:latest"
+    assert domain["host"] == "alice.ai.example.test"
+    assert (domain["https"], domain["port"]) == (True, 8080)
+    assert (domain["certificateType"], domain["domainType"]) == ("letsencrypt", "application")
+
+    stack = Stack.objects.get(owner=alice)
+    assert stack.observed_state == Stack.Observed.HEALTHY
+    assert stack.project_id == project["projectId"]
+    assert stack.application_id == application["applicationId"]
+    assert stack.app_name == application["appName"]
+    assert stack.domain_id == domain["domainId"]
+    assert stack.public_url == "https://alice.ai.example.test"
+    assert mutations(dokploy) == [
+        "project.create",
+        "application.create",
+        "application.saveDockerProvider",
+        "domain.create",
+        "application.deploy",
+    ]
+    phases = list(attempt.steps.values_list("phase", "action", "status"))
+    assert phases[:6] == [
+        ("project", "create", "succeeded"),
+        ("environment", "query", "skipped"),
+        ("application", "create", "succeeded"),
+        ("application", "update", "succeeded"),
+        ("domain", "create", "succeeded"),
+        ("deploy", "update", "succeeded"),
+    ]
+    assert {p for p, _, s in phases[6:]} == {"health"}
+    assert attempt.created_resources == [
+        {"kind": "project", "name": "ai-stack-alice", "id": project["projectId"]},
+        {"kind": "application", "name": "opencode-alice", "id": application["applicationId"]},
+        {"kind": "domain", "name": "alice.ai.example.test", "id": domain["domainId"]},
+    ]
+    assert all(step.duration_ms is not None for step in attempt.steps.all())
+
+
+def test_rerun_creates_nothing_new(dokploy, alice):
+    assert deploy(alice).status == Status.SUCCEEDED
+    before = dokploy.state()
+    calls_before = len(dokploy.calls())
+
+    again = deploy(alice)
+
+    assert again.status == Status.SUCCEEDED
+    after = dokploy.state()
+    for kind in ("projects", "applications", "domains", "deployments"):
+        assert after[kind].keys() == before[kind].keys(), kind
+    second_run = dokploy.calls()[calls_before:]
+    assert [c["endpoint"] for c in second_run if c["method"] == "POST"] == []
+    assert again.created_resources == []
+    assert again.steps.get(phase="deploy").status == DeploymentStep.Status.SKIPPED
+
+
+def test_transient_5xx_is_retried(dokploy, alice):
+    dokploy.fail("application.create", times=2, status=503)
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED
+    assert len(dokploy.state()["applications"]) == 1
+    step = attempt.steps.get(phase="application", action="create")
+    assert step.retries == 2
+
+
+def test_429_waits_for_retry_after(dokploy, alice):
+    dokploy.fail("domain.create", times=1, status=429, retry_after=1)
+
+    started = timezone.now()
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED
+    assert attempt.steps.get(phase="domain").retries == 1
+    assert (timezone.now() - started).total_seconds() >= 1.0
+    assert len(dokploy.state()["domains"]) == 1
+
+
+def test_401_fails_fast_and_creates_nothing(dokploy, alice, settings):
+    settings.DOKPLOY_API_KEY = "wrong-key-0000000000"
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.FAILED
+    assert attempt.failure_phase == "project"
+    assert attempt.error_code == "UNAUTHORIZED"
+    assert len(dokploy.calls()) == 1
+    assert dokploy.state()["projects"] == {}
+
+
+def test_400_at_domain_rolls_everything_back_application_first(dokploy, alice):
+    dokploy.fail("domain.create", times=1, status=400)
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert attempt.failure_phase == "domain"
+    assert attempt.error_code == "BAD_REQUEST"
+    state = dokploy.state()
+    assert state["projects"] == {} and state["applications"] == {} and state["domains"] == {}
+    assert state["services"] == {}
+    posts = mutations(dokploy)
+    assert posts.count("domain.create") == 1
+    assert posts.index("application.delete") < posts.index("project.remove")
+    rollback = list(attempt.steps.filter(phase="rollback").values_list("summary", flat=True))
+    assert rollback[0].startswith("Deleted application") or "Domain" in rollback[0]
+    stack = Stack.objects.get(owner=alice)
+    assert (stack.project_id, stack.application_id, stack.domain_id) == ("", "", "")
+    assert stack.observed_state == Stack.Observed.FAILED
+
+
+def test_create_that_fails_after_taking_effect_makes_no_duplicate(dokploy, alice):
+    dokploy.fail("project.create", times=1, status=500, after_effect=True)
+    dokploy.fail("application.create", times=1, status=502, after_effect=True)
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED
+    state = dokploy.state()
+    assert len(state["projects"]) == 1
+    assert len(state["applications"]) == 1
+    assert dokploy.call_count("project.create") == 1
+    assert dokploy.call_count("application.create") == 1
+
+
+def test_deploy_ending_in_error_is_reported_and_rolled_back(dokploy, alice):
+    dokploy.fail_deploy("opencode-alice", message="pull access denied for the image")
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert attempt.failure_phase == "deploy"
+    assert attempt.error_code == "DEPLOY_FAILED"
+    step = attempt.steps.get(phase="deploy")
+    assert "pull access denied" in json.dumps(step.api_response)
+    assert dokploy.state()["applications"] == {}
+
+
+def test_stack_that_never_gets_healthy_fails(dokploy, alice):
+    dokploy.unhealthy("alice.ai.example.test")
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert attempt.failure_phase == "health"
+    assert attempt.error_code == "UNHEALTHY"
+    health = attempt.steps.get(phase="health", summary__contains="not healthy")
+    assert health.api_response is not None
+    assert health.api_response["tries"] > 1
+    assert dokploy.state()["projects"] == {}
+
+
+def test_pre_existing_failed_application_is_recreated(dokploy, alice):
+    dokploy.fail_deploy("opencode-alice", message="boom")
+    assert deploy(alice).status == Status.ROLLED_BACK
+    # Leave a failed application behind, as a crashed earlier tool would.
+    from stacks.dokploy.client import DokployClient
+
+    client = DokployClient.from_settings()
+    created = client.project_create(name="ai-stack-alice", description="AI Stack for alice")
+    app = client.application_create(
+        name="opencode-alice", environment_id=created.environment.environment_id
+    )
+    client.application_save_docker_provider(application_id=app.application_id, docker_image="x")
+    dokploy.fail_deploy("opencode-alice", message="boom")
+    client.application_deploy(app.application_id)
+    dokploy.wait_idle()
+    assert client.application_one(app.application_id).application_status == "error"
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED, attempt.error_message
+    apps = dokploy.state()["applications"]
+    assert len(apps) == 1
+    assert app.application_id not in apps
+    assert len(dokploy.state()["projects"]) == 1  # the existing project was reused
+    assert attempt.created_resources[0]["kind"] == "application"
+
+
+def test_domain_with_different_config_is_updated(dokploy, alice):
+    assert deploy(alice).status == Status.SUCCEEDED
+    stack = Stack.objects.get(owner=alice)
+    from stacks.dokploy.client import DokployClient
+
+    DokployClient.from_settings().domain_update(
+        stack.domain_id,
+        host=stack.host,
+        https=False,
+        port=3000,
+        certificate_type="none",
+        domain_type="application",
+        path="/",
+    )
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.SUCCEEDED
+    domain = only(dokploy.state()["domains"])
+    assert (domain["https"], domain["port"], domain["certificateType"]) == (
+        True,
+        8080,
+        "letsencrypt",
+    )
+    assert attempt.steps.get(phase="domain").action == "update"
+
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, not even except blocks."""
+
+
+def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, monkeypatch):
+    original = pipeline.Run.confirm
+
+    def die_after_application_created(self, kind, name, resource_id):
+        if kind == "application":
+            raise WorkerKilled
+        return original(self, kind, name, resource_id)
+
+    monkeypatch.setattr(pipeline.Run, "confirm", die_after_application_created)
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    with pytest.raises(WorkerKilled):
+        pipeline.run_attempt(attempt.pk, owner="worker-1")
+    monkeypatch.setattr(pipeline.Run, "confirm", original)
+    attempt.refresh_from_db()
+    assert attempt.status == Status.RUNNING
+    assert len(dokploy.state()["applications"]) == 1
+    assert (
+        Stack.objects.get(owner=alice).application_id == ""
+    )  # Dokploy answered, we did not commit
+
+    # While the lease is live nobody else may run it; once it expires a new request takes over.
+    assert pipeline.run_attempt(attempt.pk, owner="worker-2") is None
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    taken_over = lifecycle.request_attempt(alice, "create")
+
+    assert taken_over.pk == attempt.pk
+    attempt.refresh_from_db()
+    assert attempt.status == Status.SUCCEEDED, attempt.error_message
+    assert attempt.runs == 2
+    state = dokploy.state()
+    assert (len(state["projects"]), len(state["applications"]), len(state["domains"])) == (1, 1, 1)
+    assert dokploy.call_count("application.create") == 1
+    assert [r["kind"] for r in attempt.created_resources] == ["project", "application", "domain"]
+    assert all(r["id"] for r in attempt.created_resources)
+
+
+def test_killed_run_that_then_fails_rolls_back_what_the_dead_run_created(
+    dokploy, alice, monkeypatch
+):
+    original = pipeline.Run.confirm
+
+    def die(self, kind, name, resource_id):
+        if kind == "application":
+            raise WorkerKilled
+        return original(self, kind, name, resource_id)
+
+    monkeypatch.setattr(pipeline.Run, "confirm", die)
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    with pytest.raises(WorkerKilled):
+        pipeline.run_attempt(attempt.pk, owner="worker-1")
+    monkeypatch.setattr(pipeline.Run, "confirm", original)
+    dokploy.fail("domain.create", times=1, status=400)
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(lease_expires_at=None)
+
+    result = pipeline.run_attempt(attempt.pk, owner="worker-2")
+
+    assert result is not None and result.status == Status.ROLLED_BACK
+    state = dokploy.state()
+    assert state["projects"] == {} and state["applications"] == {}
+
+
+def test_cancel_stops_at_the_next_step_and_rolls_back(dokploy, alice):
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+
+    def cancel_after_domain(step):
+        if step.phase == "domain":
+            lifecycle.cancel_attempt(DeploymentAttempt.objects.get(pk=attempt.pk), by=alice)
+
+    result = pipeline.run_attempt(attempt.pk, on_step=cancel_after_domain)
+
+    assert result is not None
+    assert result.status == Status.CANCELLED
+    assert not result.steps.filter(phase="deploy", status="succeeded").exists()
+    state = dokploy.state()
+    assert state["projects"] == {} and state["applications"] == {} and state["domains"] == {}
+
+
+def test_cancel_a_queued_attempt_ends_it_at_once(dokploy, alice):
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+
+    lifecycle.cancel_attempt(attempt, by=alice)
+
+    attempt.refresh_from_db()
+    assert attempt.status == Status.CANCELLED
+    assert pipeline.run_attempt(attempt.pk) is None
+    assert dokploy.calls() == []
+
+
+def test_teardown_removes_everything_application_first(dokploy, alice):
+    assert deploy(alice).status == Status.SUCCEEDED
+    calls_before = len(dokploy.calls())
+
+    attempt = deploy(alice, "teardown")
+
+    assert attempt.status == Status.SUCCEEDED, attempt.error_message
+    state = dokploy.state()
+    assert state["projects"] == {} and state["applications"] == {}
+    assert state["domains"] == {} and state["services"] == {}
+    posts = [c["endpoint"] for c in dokploy.calls()[calls_before:] if c["method"] == "POST"]
+    assert posts == ["application.delete", "project.remove"]
+    stack = Stack.objects.get(owner=alice)
+    assert stack.observed_state == Stack.Observed.ABSENT
+    assert stack.application_id == "" and stack.project_id == ""
+
+
+def test_stop_and_start(dokploy, alice):
+    assert deploy(alice).status == Status.SUCCEEDED
+    host = "alice.ai.example.test"
+
+    assert deploy(alice, "stop").status == Status.SUCCEEDED
+    assert Stack.objects.get(owner=alice).observed_state == Stack.Observed.STOPPED
+    assert only(dokploy.state()["services"])["replicas"] == 0
+
+    started = deploy(alice, "start")
+    assert started.status == Status.SUCCEEDED, started.error_message
+    assert Stack.objects.get(owner=alice).observed_state == Stack.Observed.HEALTHY
+    assert any(route["host"] == host for route in dokploy.state()["routes"].values())
+
+
+def test_redeploy_deploys_again(dokploy, alice):
+    assert deploy(alice).status == Status.SUCCEEDED
+    attempt = deploy(alice, "redeploy")
+    assert attempt.status == Status.SUCCEEDED
+    assert dokploy.call_count("application.deploy") == 2
+
+
+def test_eleventh_request_in_an_hour_is_queued_until_the_window_allows(dokploy, alice):
+    stack = lifecycle.ensure_stack(alice)
+    start = timezone.now() - timedelta(minutes=50)
+    for minute in range(10):
+        done = DeploymentAttempt.objects.create(stack=stack, kind="redeploy")
+        done.transition(Status.RUNNING, started_at=start + timedelta(minutes=minute))
+        done.transition(Status.SUCCEEDED)
+
+    attempt = lifecycle.request_attempt(alice, "create")
+
+    attempt.refresh_from_db()
+    assert attempt.status == Status.QUEUED
+    assert attempt.not_before == start + timedelta(hours=1)
+    assert attempt.dispatched_at is None
+    assert queueing.queue_position(attempt) == 1
+    assert dokploy.calls() == []
+    assert queueing.dispatch() == []
+
+    assert queueing.dispatch(now=attempt.not_before + timedelta(seconds=1)) == [attempt.pk]
+    attempt.refresh_from_db()
+    assert attempt.status == Status.SUCCEEDED
+
+
+def test_breaker_fails_fast_while_dokploy_is_down(dokploy, alice, bob):
+    dokploy.fail("project.all", times=50, status=503)
+
+    first = deploy(alice)
+
+    assert first.status == Status.FAILED
+    assert first.error_code == "BREAKER_OPEN"
+    assert dokploy.call_count("project.all") == 5
+    second = deploy(bob)
+    assert second.status == Status.FAILED
+    assert second.error_code == "BREAKER_OPEN"
+    assert "retry after" in second.error_message.lower()
+    assert dokploy.call_count("project.all") == 5
+
+
+def test_concurrency_limit_holds_attempts_back_with_queue_positions(
+    dokploy, alice, bob, charlie, settings, monkeypatch
+):
+    settings.MAX_CONCURRENT_DEPLOYMENTS = 2
+    sent: list[int] = []
+    monkeypatch.setattr(queueing, "async_task", lambda func, pk, **kw: sent.append(pk))
+
+    attempts = [lifecycle.request_attempt(user, "create") for user in (alice, bob, charlie)]
+
+    assert sent == [attempts[0].pk, attempts[1].pk]
+    attempts[2].refresh_from_db()
+    assert queueing.queue_position(attempts[2]) == 1
+    assert attempts[2].dispatched_at is None
+
+
+def test_reaper_resends_attempts_whose_worker_died(dokploy, alice, monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr(queueing, "async_task", lambda func, pk, **kw: sent.append(pk))
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    claimed = pipeline.claim(attempt.pk, "dead-worker")
+    assert claimed is not None
+    long_ago = timezone.now() - timedelta(minutes=5)
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(
+        lease_expires_at=long_ago, dispatched_at=long_ago
+    )
+
+    assert queueing.reap() == {"resumed": 1, "redispatched": 0}
+    assert sent == [attempt.pk]
+
+
+@pytest.mark.parametrize("username", ["admin", "Alice", "-bob", "a", "x" * 48, "bob--x", "dokploy"])
+def test_invalid_usernames_never_reach_dokploy(dokploy, username):
+    user = User.objects.create_user(username)
+    with pytest.raises(lifecycle.LifecycleError):
+        lifecycle.request_attempt(user, "create")
+    assert dokploy.calls() == []
+    assert not Stack.objects.exists()
+
+
+def test_busy_stack_refuses_a_second_request(dokploy, alice):
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    pipeline.claim(attempt.pk, "worker-1")
+    with pytest.raises(lifecycle.StackBusy):
+        lifecycle.request_attempt(alice, "create")
+
+
+def test_structured_logs_carry_the_spec_fields_and_no_secret(dokploy, alice, caplog):
+    from stacks.logging import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    attempt = deploy(alice)
+
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "stacks.pipeline"]
+    step_lines = [line for line in lines if "phase" in line]
+    assert step_lines
+    for line in step_lines:
+        for key in ("timestamp", "level", "phase", "action", "deploymentId", "username"):
+            assert key in line, (key, line)
+        assert line["deploymentId"] == attempt.pk
+        assert line["status"] in {"success", "failure"}
+        assert isinstance(line["duration_ms"], int)
+    text = "\n".join(formatter.format(r) for r in caplog.records)
+    assert dokploy.api_key not in text
