@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from stacks import names, queueing
+from stacks import names, pipeline, queueing
 from stacks.models import DeploymentAttempt, IllegalTransition, Stack
 
 Kind = DeploymentAttempt.Kind
@@ -102,7 +102,7 @@ def _abandoned(attempt: DeploymentAttempt) -> bool:
     """Running with an expired lease, or handed to a task that never started."""
     now = timezone.now()
     if attempt.status == Status.RUNNING:
-        return attempt.lease_expired(now)
+        return attempt.lease_expired(now) or pipeline.holder_is_dead(attempt.lease_owner)
     return bool(attempt.dispatched_at and attempt.dispatched_at < now - queueing.DISPATCH_GRACE)
 
 

@@ -121,7 +121,30 @@ class Target:
 
 
 def worker_identity() -> str:
+    """host:pid:random — the pid lets a process on the same host see that a holder died."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True when the lease holder ran on this host and its process no longer exists.
+
+    A holder on another host, or one whose pid is alive (possibly reused), is not judged here:
+    its lease simply has to expire.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 # --- Lease ------------------------------------------------------------------------------------
@@ -138,6 +161,13 @@ def claim(attempt_id: int, owner: str) -> DeploymentAttempt | None:
     """
     now = timezone.now()
     free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=owner)
+    holder = (
+        DeploymentAttempt.objects.filter(pk=attempt_id)
+        .values_list("lease_owner", flat=True)
+        .first()
+    )
+    if holder and holder_is_dead(holder):
+        free |= Q(lease_owner=holder)  # its process is gone: no need to wait for expiry
     taken = (
         DeploymentAttempt.objects.filter(pk=attempt_id, status__in=DeploymentAttempt.ACTIVE)
         .filter(free)

@@ -484,3 +484,17 @@ def test_structured_logs_carry_the_spec_fields_and_no_secret(dokploy, alice, cap
         assert isinstance(line["duration_ms"], int)
     text = "\n".join(formatter.format(r) for r in caplog.records)
     assert dokploy.api_key not in text
+
+
+def test_attempt_past_deploy_timeout_ends_and_rolls_back(dokploy, alice, settings):
+    settings.DEPLOY_TIMEOUT = 0.5
+    dokploy.deploy_seconds = 5.0
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert attempt.error_code == "DEADLINE_EXCEEDED"
+    assert attempt.failure_phase == "deploy"
+    assert attempt.finished_at is not None and attempt.started_at is not None
+    assert (attempt.finished_at - attempt.started_at).total_seconds() < 5
+    assert dokploy.state()["applications"] == {}
