@@ -17,6 +17,10 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stacks.dokploy.simulator import DokploySimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -96,12 +100,13 @@ def request_and_wait(usernames: list[str]) -> list[tuple[str, str, float]]:
         time.sleep(0.05)
     results = []
     for attempt in DeploymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]):
+        assert attempt.finished_at is not None
         wall = (attempt.finished_at - attempt.queued_at).total_seconds()
         results.append((attempt.stack.username, attempt.status, wall))
     return sorted(results)
 
 
-def run(simulator, args: argparse.Namespace) -> None:
+def run(simulator: DokploySimulator, args: argparse.Namespace) -> None:
     print(
         f"simulator latency {args.latency * 1000:.0f} ms per call, deploy {args.deploy_seconds} s"
     )
@@ -115,7 +120,7 @@ def run(simulator, args: argparse.Namespace) -> None:
     )
     print(f"   {len(calls)} API calls:")
     for call, count in Counter(calls).items():
-        print(f"     {count:>2} × {call}")
+        print(f"     {count:>2} x {call}")
 
     before = len(simulator.calls())
     names = [f"user{n:02d}" for n in range(args.users)]
