@@ -22,6 +22,14 @@ class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class StepInline(ReadOnlyInline):
     model = DeploymentStep
     fields = ["seq", "phase", "action", "status", "duration_ms", "retries", "summary", "error_code"]
@@ -36,30 +44,18 @@ class StackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(DeploymentAttempt)
-class DeploymentAttemptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DeploymentAttemptAdmin(ReadOnlyAdmin):
     list_display = ["id", "stack", "kind", "status", "failure_phase", "error_code", "queued_at"]
     list_filter = ["status", "kind", "failure_phase", "error_code"]
     search_fields = ["stack__username", "error_message"]
     date_hierarchy = "queued_at"
     inlines = [StepInline]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(DokployCall)
-class DokployCallAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DokployCallAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "method", "endpoint", "status_code", "duration_ms", "try_number"]
     list_filter = ["endpoint", "status_code", "phase"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(BreakerState)

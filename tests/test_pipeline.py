@@ -254,19 +254,24 @@ class WorkerKilled(BaseException):
     """Stands in for SIGKILL: nothing after it runs, not even except blocks."""
 
 
-def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, monkeypatch):
+def kill_worker_after_application_created(monkeypatch, attempt: DeploymentAttempt) -> None:
+    """Run the attempt until Dokploy created the application, then die before our commit."""
     original = pipeline.Run.confirm
 
-    def die_after_application_created(self, kind, name, resource_id):
+    def die(self, kind, name, resource_id):
         if kind == "application":
             raise WorkerKilled
         return original(self, kind, name, resource_id)
 
-    monkeypatch.setattr(pipeline.Run, "confirm", die_after_application_created)
-    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    monkeypatch.setattr(pipeline.Run, "confirm", die)
     with pytest.raises(WorkerKilled):
         pipeline.run_attempt(attempt.pk, owner="worker-1")
     monkeypatch.setattr(pipeline.Run, "confirm", original)
+
+
+def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, monkeypatch):
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    kill_worker_after_application_created(monkeypatch, attempt)
     attempt.refresh_from_db()
     assert attempt.status == Status.RUNNING
     assert len(dokploy.state()["applications"]) == 1
@@ -295,18 +300,8 @@ def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, m
 def test_killed_run_that_then_fails_rolls_back_what_the_dead_run_created(
     dokploy, alice, monkeypatch
 ):
-    original = pipeline.Run.confirm
-
-    def die(self, kind, name, resource_id):
-        if kind == "application":
-            raise WorkerKilled
-        return original(self, kind, name, resource_id)
-
-    monkeypatch.setattr(pipeline.Run, "confirm", die)
     attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
-    with pytest.raises(WorkerKilled):
-        pipeline.run_attempt(attempt.pk, owner="worker-1")
-    monkeypatch.setattr(pipeline.Run, "confirm", original)
+    kill_worker_after_application_created(monkeypatch, attempt)
     dokploy.fail("domain.create", times=1, status=400)
     DeploymentAttempt.objects.filter(pk=attempt.pk).update(lease_expires_at=None)
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from django.utils import timezone
 
+from stacks.dokploy.trpc import TRPC_CODES
 from stacks.redaction import redact, redact_text
 
 # Our own codes, next to the tRPC codes Dokploy sends (BAD_REQUEST, NOT_FOUND, ...).
@@ -25,26 +26,6 @@ BREAKER_OPEN = "BREAKER_OPEN"
 CONFIG = "CONFIG"
 BAD_RESPONSE = "BAD_RESPONSE"
 
-# tRPC's names for HTTP statuses, for bodies that carry no code (the auth wrapper's 401).
-_TRPC_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_SUPPORTED",
-    408: "TIMEOUT",
-    409: "CONFLICT",
-    412: "PRECONDITION_FAILED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_CONTENT",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_SERVER_ERROR",
-    501: "NOT_IMPLEMENTED",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-    504: "GATEWAY_TIMEOUT",
-}
 
 _MAX_TEXT = 500
 
@@ -112,7 +93,7 @@ class DokployError(Exception):
         """The error for a non-2xx answer, from Dokploy's tRPC error body when there is one."""
         status = response.status_code
         body = _body_of(response)
-        code = _TRPC_CODES.get(status, f"HTTP_{status}")
+        code = TRPC_CODES.get(status, f"HTTP_{status}")
         message = response.reason_phrase or ""
         if isinstance(body, dict):
             code = _string(body.get("code")) or _string(_data(body).get("code")) or code

@@ -65,6 +65,8 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from stacks.dokploy.trpc import TRPC_CODES
+
 Row = dict[str, Any]
 Input = dict[str, Any]
 Issue = dict[str, Any]
@@ -93,27 +95,6 @@ def now_iso() -> str:
 
 
 # --- Errors -------------------------------------------------------------------------------------
-
-TRPC_CODES: Final[Mapping[int, str]] = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_SUPPORTED",
-    408: "TIMEOUT",
-    409: "CONFLICT",
-    412: "PRECONDITION_FAILED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "UNPROCESSABLE_CONTENT",
-    429: "TOO_MANY_REQUESTS",
-    499: "CLIENT_CLOSED_REQUEST",
-    500: "INTERNAL_SERVER_ERROR",
-    501: "NOT_IMPLEMENTED",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-    504: "GATEWAY_TIMEOUT",
-}
 
 
 def trpc_error_body(
