@@ -304,13 +304,16 @@ class Run:
                 yield outcome
         except DokployError as exc:
             error = StepFailed(phase, exc.code, str(exc), exc.api_response)
-        except StepFailed as exc:
+        except (StepFailed, RunStopped) as exc:
             error = exc
-        except RunStopped as exc:
-            error = exc
-        finally:
-            self._outcome = None
-            self._finish_step(record, outcome, started, error)
+        except Exception as exc:
+            # A bug or an answer we cannot read: the step failed, and the attempt rolls back.
+            logger.exception("unexpected error", extra={"deploymentId": self.attempt.pk})
+            detail = redact_text("".join(traceback.format_exception_only(exc)).strip())
+            error = StepFailed(phase, "INTERNAL_ERROR", detail)
+        # A process being killed records nothing more: the next run marks the step interrupted.
+        self._outcome = None
+        self._finish_step(record, outcome, started, error)
         if error is not None:
             raise error
 
@@ -469,6 +472,13 @@ class Run:
         return self.attempt
 
     def _note_resume(self) -> None:
+        """Close the steps an earlier run left open, and say where this run starts."""
+        self.attempt.steps.filter(status=StepStatus.RUNNING).update(
+            status=StepStatus.FAILED,
+            finished_at=timezone.now(),
+            error_code="INTERRUPTED",
+            error_message="the worker running this step stopped before it finished",
+        )
         with self.step(Phase.QUEUE, Action.QUERY, "Resumed after an interrupted run") as outcome:
             outcome.summary = f"Run {self.attempt.runs}: resumed after an interrupted run"
 

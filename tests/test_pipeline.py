@@ -295,6 +295,24 @@ def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, m
     assert dokploy.call_count("application.create") == 1
     assert [r["kind"] for r in attempt.created_resources] == ["project", "application", "domain"]
     assert all(r["id"] for r in attempt.created_resources)
+    interrupted = attempt.steps.get(error_code="INTERRUPTED")
+    assert (interrupted.phase, interrupted.status) == ("application", "failed")
+    assert not attempt.steps.filter(status="running").exists()
+
+
+def test_unexpected_error_inside_a_step_fails_it_and_rolls_back(dokploy, alice, monkeypatch):
+    monkeypatch.setattr(
+        pipeline.DokployClient, "domain_by_application_id", lambda self, app_id: {}["oops"]
+    )
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert attempt.error_code == "INTERNAL_ERROR"
+    step = attempt.steps.get(phase="domain")
+    assert step.status == "failed"
+    assert "KeyError" in step.error_message
+    assert dokploy.state()["applications"] == {}
 
 
 def test_killed_run_that_then_fails_rolls_back_what_the_dead_run_created(
