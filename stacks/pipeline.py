@@ -531,9 +531,9 @@ class Run:
             environment, fresh=environment_id is not None
         )
         image_changed = self.ensure_image(application, created)
-        domain_changed = self.ensure_domain(application)
+        domain_changed = self.ensure_domain(application, fresh=created)
         force = self.attempt.kind == Kind.REDEPLOY or created or image_changed or domain_changed
-        self.deploy(application, force=force)
+        self.deploy(application, force=force, fresh=created)
         self.check_health(application.application_id)
         now = timezone.now()
         self._save_stack(
@@ -678,11 +678,14 @@ class Run:
             outcome.summary = f"Image set to {image}"
             return True
 
-    def ensure_domain(self, application: Application) -> bool:
+    def ensure_domain(self, application: Application, *, fresh: bool) -> bool:
+        """Create, update or keep the stack's domain; a new application has none to look up."""
         want = self.target.domain_config()
         host = self.target.host
         with self.step(Phase.DOMAIN, Action.QUERY, f"Route {host} to port {want['port']}") as out:
-            domains = self.client.domain_by_application_id(application.application_id)
+            domains = (
+                [] if fresh else self.client.domain_by_application_id(application.application_id)
+            )
             match = next((d for d in domains if d.host == host), None)
             if match is not None:
                 if self.intended("domain", host):
@@ -705,10 +708,11 @@ class Run:
             out.response = domain.raw
             return True
 
-    def deploy(self, application: Application, *, force: bool) -> None:
+    def deploy(self, application: Application, *, force: bool, fresh: bool) -> None:
+        """Start a deployment and follow it, or follow one already running, or skip."""
         app_id = application.application_id
         with self.step(Phase.DEPLOY, Action.UPDATE, "Deploy") as outcome:
-            history = self.client.deployment_all(app_id)
+            history = [] if fresh else self.client.deployment_all(app_id)
             newest = history[0] if history else None
             if newest is not None and newest.status == "running":
                 outcome.action = Action.QUERY

@@ -303,10 +303,10 @@ def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, m
 def test_unexpected_error_inside_a_step_fails_it_and_rolls_back(dokploy, alice, monkeypatch):
     from stacks.dokploy.client import DokployClient
 
-    def unreadable_answer(self, application_id):
+    def unreadable_answer(self, **fields):
         raise KeyError("domainId")
 
-    monkeypatch.setattr(DokployClient, "domain_by_application_id", unreadable_answer)
+    monkeypatch.setattr(DokployClient, "domain_create", unreadable_answer)
 
     attempt = deploy(alice)
 
