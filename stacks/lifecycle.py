@@ -110,27 +110,21 @@ def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> Non
     """A queued attempt ends at once; a running one stops at its next step and rolls back."""
     who = by.get_username() if by is not None else "the system"
     if attempt.status == Status.QUEUED:
-        updated = DeploymentAttempt.objects.filter(
-            pk=attempt.pk, status=Status.QUEUED, lease_owner=""
-        ).update(cancel_requested=True)
-        if updated:
-            try:
-                attempt.transition(
-                    Status.CANCELLED,
-                    cancel_requested=True,
-                    error_code="CANCELLED",
-                    error_message=f"Cancelled by {who} before it started",
-                )
-                transaction.on_commit(queueing.dispatch)
-                return
-            except IllegalTransition:
-                attempt.refresh_from_db()
+        try:
+            attempt.transition(
+                Status.CANCELLED,
+                cancel_requested=True,
+                error_code="CANCELLED",
+                error_message=f"Cancelled by {who} before it started",
+            )
+        except IllegalTransition:
+            pass  # a worker started it meanwhile; the instance now shows that
         else:
-            attempt.refresh_from_db()
-    if attempt.status in DeploymentAttempt.ACTIVE:
-        DeploymentAttempt.objects.filter(pk=attempt.pk, status__in=DeploymentAttempt.ACTIVE).update(
-            cancel_requested=True
-        )
-        attempt.refresh_from_db()
-        return
-    raise LifecycleError(f"This {attempt.kind} already ended ({attempt.get_status_display()}).")
+            transaction.on_commit(queueing.dispatch)
+            return
+    asked = DeploymentAttempt.objects.filter(pk=attempt.pk, status=Status.RUNNING).update(
+        cancel_requested=True
+    )
+    attempt.refresh_from_db()
+    if not asked:
+        raise LifecycleError(f"This {attempt.kind} already ended ({attempt.get_status_display()}).")

@@ -8,7 +8,7 @@ No I/O happens in this module.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -98,14 +98,6 @@ class Stack(models.Model):
         return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
 
 
-class AttemptQuerySet(models.QuerySet["DeploymentAttempt"]):
-    def active(self) -> AttemptQuerySet:
-        return self.filter(status__in=DeploymentAttempt.ACTIVE)
-
-    def terminal(self) -> AttemptQuerySet:
-        return self.exclude(status__in=DeploymentAttempt.ACTIVE)
-
-
 class DeploymentAttempt(models.Model):
     class Kind(models.TextChoices):
         CREATE = "create", "Create"
@@ -169,8 +161,6 @@ class DeploymentAttempt(models.Model):
         default=list, blank=True, help_text="Dokploy resources this attempt created, in order"
     )
     rollback_errors = models.JSONField(default=list, blank=True)
-
-    objects = AttemptQuerySet.as_manager()
 
     _saved_status: str | None
 
@@ -275,11 +265,6 @@ class DeploymentAttempt(models.Model):
     def lease_expired(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
         return self.lease_expires_at is None or self.lease_expires_at <= now
-
-    def elapsed(self) -> timedelta | None:
-        if not self.started_at:
-            return None
-        return (self.finished_at or timezone.now()) - self.started_at
 
 
 class DeploymentStep(models.Model):

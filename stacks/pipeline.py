@@ -31,10 +31,17 @@ from django.db import connections
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from stacks import health, names
+from stacks import health, names, queueing
 from stacks.dokploy.client import CallRecord, DokployClient, call_context, record_call_to_db
 from stacks.dokploy.errors import DokployError
-from stacks.dokploy.types import Application, Deployment, Domain, Environment, Project
+from stacks.dokploy.types import (
+    Application,
+    Deployment,
+    Domain,
+    Environment,
+    Project,
+    production_environment,
+)
 from stacks.models import DeploymentAttempt, DeploymentStep, IllegalTransition, Stack
 from stacks.redaction import redact, redact_text
 
@@ -272,6 +279,7 @@ class Run:
         self.phase: str = Phase.QUEUE
         self._outcome: StepOutcome | None = None
         self._last_cancel_check = 0.0
+        self._seq: int | None = None
 
     # Recording ---------------------------------------------------------------------------
 
@@ -281,8 +289,10 @@ class Run:
             self._outcome.calls.append(record)
 
     def _next_seq(self) -> int:
-        current = self.attempt.steps.aggregate(top=Max("seq"))["top"]
-        return (current or 0) + 1
+        if self._seq is None:  # continue after the steps of earlier runs
+            self._seq = self.attempt.steps.aggregate(top=Max("seq"))["top"] or 0
+        self._seq += 1
+        return self._seq
 
     @contextmanager
     def step(
@@ -490,9 +500,13 @@ class Run:
             phase, code, message = exc.phase, exc.code, exc.message
         else:
             phase, code, message = self.phase, exc.code, str(exc)
-        DeploymentAttempt.objects.filter(pk=self.attempt.pk).update(
-            failure_phase=phase, error_code=code[:64], error_message=redact_text(message)
-        )
+        failure = {
+            "failure_phase": phase,
+            "error_code": code[:64],
+            "error_message": redact_text(message),
+        }
+        # Recorded before the rollback, so the cause is visible while it runs (or if it dies).
+        DeploymentAttempt.objects.filter(pk=self.attempt.pk).update(**failure)
         undone, errors = self.rollback()
         if isinstance(exc, CancelRequested):
             status = Status.CANCELLED
@@ -505,13 +519,7 @@ class Run:
             observed = Stack.Observed.NEW
         self._save_stack(observed_state=observed, observed_at=timezone.now())
         try:
-            self._finish(
-                status,
-                failure_phase=phase,
-                error_code=code[:64],
-                error_message=redact_text(message),
-                rollback_errors=errors,
-            )
+            self._finish(status, rollback_errors=errors, **failure)
         except IllegalTransition:
             logger.warning("attempt already finished", extra={"deploymentId": self.attempt.pk})
 
@@ -599,9 +607,7 @@ class Run:
                     raw={},
                 )
             environments = self.client.environment_by_project_id(project.project_id)
-            chosen = next((e for e in environments if e.is_default), None) or next(
-                (e for e in environments if e.name == "production"), None
-            )
+            chosen = production_environment(environments)
             if chosen is None:
                 raise StepFailed(
                     Phase.ENVIRONMENT,
@@ -1005,8 +1011,6 @@ def run_attempt(
     on_step: StepCallback | None = None,
 ) -> DeploymentAttempt | None:
     """Claim the attempt and carry it to a terminal state. None if it was not ours to run."""
-    from stacks.queueing import dispatch
-
     owner = owner or worker_identity()
     attempt = claim(attempt_id, owner)
     if attempt is None:
@@ -1015,4 +1019,4 @@ def run_attempt(
     try:
         return Run(attempt, owner=owner, client=client, on_step=on_step).execute()
     finally:
-        dispatch()
+        queueing.dispatch()

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+
+from stacks.dokploy.simulator import DokploySimulator
 
 
 @pytest.fixture(autouse=True)
@@ -31,18 +35,23 @@ def charlie(db: None) -> User:
 
 
 @pytest.fixture
-def dokploy(settings, transactional_db):
-    """A fresh Dokploy simulator with the portal pointed at it, fast waits, no DNS check.
+def simulator() -> Iterator[DokploySimulator]:
+    """A running Dokploy simulator on a free port, with fast deployments."""
+    sim = DokploySimulator(deploy_seconds=0.1, queue_delay=0.01).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def dokploy(simulator: DokploySimulator, settings, transactional_db) -> DokploySimulator:
+    """The simulator with the portal pointed at it: fast waits, no DNS check.
 
     Pipeline tests run with transactional_db: the lease heartbeat uses its own database
     connection and must see the attempt rows.
     """
-    from stacks.dokploy.simulator import DokploySimulator
-
-    simulator = DokploySimulator(
-        api_key="sim-key-0123456789", deploy_seconds=0.05, queue_delay=0.01
-    )
-    simulator.start()
+    simulator.deploy_seconds = 0.05
     settings.DOKPLOY_URL = simulator.url
     settings.DOKPLOY_API_KEY = simulator.api_key
     settings.DOKPLOY_API_KEY_FILE = ""
@@ -53,5 +62,4 @@ def dokploy(settings, transactional_db):
     settings.HEALTH_INTERVAL = 0.02
     settings.HEALTH_TIMEOUT = 1.0
     settings.DEPLOY_TIMEOUT = 60.0
-    yield simulator
-    simulator.stop()
+    return simulator

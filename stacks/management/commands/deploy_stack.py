@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from stacks import lifecycle, pipeline
-from stacks.models import DeploymentAttempt, DeploymentStep, Stack
+from stacks import lifecycle
+from stacks.management.foreground import run_in_foreground
+from stacks.models import DeploymentAttempt, Stack
 
 Kind = DeploymentAttempt.Kind
 
@@ -47,22 +48,6 @@ class Command(BaseCommand):
                 f"{attempt.not_before:%H:%M:%S} UTC (attempt #{attempt.pk} is queued for it)"
             )
         self.stdout.write(f"attempt #{attempt.pk}: {attempt.kind} of {username}")
-        result = pipeline.run_attempt(attempt.pk, on_step=self._print_step)
-        if result is None:
-            raise CommandError(f"attempt #{attempt.pk} is held by another worker")
-        self.stdout.write(f"attempt #{result.pk} {result.get_status_display().lower()}")
+        result = run_in_foreground(self, attempt)
         stack = Stack.objects.get(pk=result.stack_id)
-        if result.status != DeploymentAttempt.Status.SUCCEEDED:
-            raise CommandError(f"{result.error_code}: {result.error_message}")
         self.stdout.write(self.style.SUCCESS(f"{username} is healthy at {stack.public_url}"))
-
-    def _print_step(self, step: DeploymentStep) -> None:
-        line = (
-            f"  {step.phase:<11} {step.action:<6} {step.status:<9} "
-            f"{step.duration_ms or 0:>6} ms  {step.summary}"
-        )
-        if step.retries:
-            line += f" ({step.retries} retries)"
-        if step.error_message:
-            line += f"\n    {step.error_code}: {step.error_message}"
-        self.stdout.write(line)

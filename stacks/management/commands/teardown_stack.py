@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from stacks import lifecycle, pipeline
-from stacks.models import DeploymentAttempt, DeploymentStep
+from stacks import lifecycle
+from stacks.management.foreground import run_in_foreground
+from stacks.models import DeploymentAttempt
 
 
 class Command(BaseCommand):
@@ -31,16 +32,5 @@ class Command(BaseCommand):
             )
         except lifecycle.LifecycleError as exc:
             raise CommandError(str(exc)) from exc
-        result = pipeline.run_attempt(attempt.pk, on_step=self._print_step)
-        if result is None:
-            raise CommandError(f"attempt #{attempt.pk} is held by another worker")
-        if result.status != DeploymentAttempt.Status.SUCCEEDED:
-            raise CommandError(f"{result.error_code}: {result.error_message}")
+        run_in_foreground(self, attempt)
         self.stdout.write(self.style.SUCCESS(f"{username}'s stack is removed"))
-
-    def _print_step(self, step: DeploymentStep) -> None:
-        self.stdout.write(
-            f"  {step.phase:<11} {step.action:<6} {step.status:<9} "
-            f"{step.duration_ms or 0:>6} ms  {step.summary}"
-            + (f"\n    {step.error_code}: {step.error_message}" if step.error_message else "")
-        )
