@@ -1,12 +1,18 @@
-"""Read-mostly admin for auditing stacks and their deployment attempts.
+"""Admin for auditing stacks and their deployment attempts.
 
-Records are written by the pipeline alone, so attempts and steps are read-only here.
+The records are written by the pipeline alone and are evidence of what happened, so attempts,
+steps, Dokploy calls and the breaker are append-only here: nobody, superusers included, adds,
+edits or deletes them from the admin. A stack is changed only through its lifecycle; deleting
+its row is refused while it still owns Dokploy resources (tear it down first) or has history.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from stacks.models import BreakerState, DeploymentAttempt, DeploymentStep, DokployCall, Stack
 
@@ -21,12 +27,20 @@ class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """View only, for every user: no add, no change, no delete, no delete_selected."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 
@@ -40,7 +54,35 @@ class StackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["username", "observed_state", "desired_state", "host", "updated_at"]
     list_filter = ["observed_state", "desired_state"]
     search_fields = ["username", "host", "project_id", "application_id", "app_name"]
-    readonly_fields = ["created_at", "updated_at", "observed_at", "last_healthy_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a stack is created by its owner's first request
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # changes go through the lifecycle (deploy, stop, start, teardown)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one stack at a time, each checked below
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        stack = self.get_object(request, object_id)
+        if stack is not None:
+            owned = stack.dokploy_resources()
+            if owned:
+                self.message_user(
+                    request,
+                    f"{stack.username}'s stack still owns {', '.join(owned)} in Dokploy. "
+                    f"Tear it down first (manage.py teardown_stack {stack.username}); "
+                    "deleting the row would leave them behind.",
+                    messages.ERROR,
+                )
+                change = reverse("admin:stacks_stack_change", args=[stack.pk])
+                return HttpResponseRedirect(change)
+        return super().delete_view(request, object_id, extra_context)
 
 
 @admin.register(DeploymentAttempt)
@@ -59,5 +101,5 @@ class DokployCallAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BreakerState)
-class BreakerStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BreakerStateAdmin(ReadOnlyAdmin):
     list_display = ["name", "state", "consecutive_failures", "consecutive_successes", "opened_at"]

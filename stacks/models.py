@@ -94,6 +94,15 @@ class Stack(models.Model):
     def public_url(self) -> str:
         return f"https://{self.host}" if self.host else ""
 
+    def dokploy_resources(self) -> list[str]:
+        """What this stack still owns in Dokploy, for refusing to forget it."""
+        owned = [
+            ("project", self.project_id),
+            ("application", self.application_id),
+            ("domain", self.domain_id),
+        ]
+        return [f"{kind} {ident}" for kind, ident in owned if ident]
+
     def active_attempt(self) -> DeploymentAttempt | None:
         return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
 
@@ -130,7 +139,8 @@ class DeploymentAttempt(models.Model):
         Status.CANCELLED: frozenset(),
     }
 
-    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="attempts")
+    # PROTECT: an attempt is an audit record; a stack with a history cannot be deleted.
+    stack = models.ForeignKey(Stack, on_delete=models.PROTECT, related_name="attempts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     requested_by = models.ForeignKey(
@@ -300,6 +310,10 @@ class DeploymentStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)
+    # While the step runs: the try of the Dokploy call in flight (1 is the first request), and
+    # when the next try goes out while the call waits out a backoff or a Retry-After.
+    current_try = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True, help_text="Redacted")
     api_response = models.JSONField(null=True, blank=True, help_text="Redacted")
