@@ -178,9 +178,13 @@ class DokployClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         jitter: bool = True,
+        time_left: Callable[[], float | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        # Seconds until the caller's deadline (None: no deadline). Every retry wait and every
+        # request's timeout is cut to it, so a call never outlives the attempt that made it.
+        self.time_left = time_left
         self.breaker = breaker
         self.on_call = on_call
         self.before_request = before_request
@@ -464,7 +468,7 @@ class DokployClient:
 
     def _recover_project(self, name: str) -> Recover[ProjectCreated]:
         def recover(try_number: int, started: datetime) -> ProjectCreated | None:
-            projects = self._send("project.all", GET, try_number)
+            projects = self._send("project.all", GET, try_number, lookup=True)
             row = _made_since([p for p in _rows(projects) if p.get("name") == name], started)
             if row is None:
                 return None
@@ -476,6 +480,7 @@ class DokployClient:
                     GET,
                     try_number,
                     params={"projectId": project.project_id},
+                    lookup=True,
                 )
                 environment = production_environment(
                     [Environment.from_api(e) for e in _rows(listed)]
@@ -505,6 +510,7 @@ class DokployClient:
                 GET,
                 try_number,
                 params={"projectId": known["project_id"]},
+                lookup=True,
             )
             for environment in _rows(listed):
                 if environment.get("environmentId") == environment_id:
@@ -518,7 +524,7 @@ class DokployClient:
         return recover
 
     def _project_of(self, environment_id: str, try_number: int) -> str | None:
-        for project in _rows(self._send("project.all", GET, try_number)):
+        for project in _rows(self._send("project.all", GET, try_number, lookup=True)):
             for environment in _rows(project.get("environments")):
                 if environment.get("environmentId") == environment_id:
                     return str(project["projectId"])
@@ -527,7 +533,11 @@ class DokployClient:
     def _recover_domain(self, host: str, application_id: str) -> Recover[Domain]:
         def recover(try_number: int, started: datetime) -> Domain | None:
             listed = self._send(
-                "domain.byApplicationId", GET, try_number, params={"applicationId": application_id}
+                "domain.byApplicationId",
+                GET,
+                try_number,
+                params={"applicationId": application_id},
+                lookup=True,
             )
             row = _made_since([d for d in _rows(listed) if d.get("host") == host], started)
             return Domain.from_api(row) if row else None
@@ -576,7 +586,9 @@ class DokployClient:
                 raise
 
         try:
-            return self.retry.run(attempt, endpoint=endpoint, breaker=self.breaker)
+            return self.retry.run(
+                attempt, endpoint=endpoint, breaker=self.breaker, time_left=self.time_left
+            )
         except DokployError as error:
             error.ambiguous = error.ambiguous or unsettled
             raise
@@ -591,8 +603,13 @@ class DokployClient:
         *,
         params: JSON | None = None,
         body: JSON | None = None,
+        lookup: bool = False,
     ) -> Any:
-        """Send one request; the decoded JSON answer (None for an empty body) or DokployError."""
+        """Send one request; the decoded JSON answer (None for an empty body) or DokployError.
+
+        A `lookup` is made to settle an ambiguous create: its failure counts against the
+        breaker, its success does not (it shows nothing about the operation that failed).
+        """
         mutation = method == POST
         headers = {"x-api-key": self._api_key.get(endpoint)}
         content = None
@@ -601,25 +618,24 @@ class DokployClient:
             content = json.dumps(body or {}, separators=(",", ":")).encode()
         if self.before_request is not None:
             self.before_request(endpoint)
+        timeout = self._request_timeout(endpoint, try_number)
         ticket = self.breaker.claim(endpoint) if self.breaker is not None else Ticket()
         response: httpx.Response | None = None
         error: DokployError | None = None
         began = time.perf_counter()
         try:
             response = self._http.request(
-                method, endpoint, params=params, content=content, headers=headers
+                method, endpoint, params=params, content=content, headers=headers, timeout=timeout
             )
         except httpx.RequestError as exc:
-            error = DokployError.from_transport(
-                endpoint, exc, mutation=mutation, timeout=self.timeout
-            )
+            error = DokployError.from_transport(endpoint, exc, mutation=mutation, timeout=timeout)
         except BaseException:
             self._settle(ticket, None, sent=False)
             raise
         duration_ms = round((time.perf_counter() - began) * 1000)
         if response is not None and not response.is_success:
             error = DokployError.from_response(endpoint, response, mutation=mutation)
-        self._settle(ticket, error)
+        self._settle(ticket, error, lookup=lookup)
         self._report(
             CallRecord(
                 endpoint=endpoint,
@@ -637,11 +653,23 @@ class DokployClient:
         assert response is not None
         return _decode(endpoint, response, mutation=mutation)
 
-    def _settle(self, ticket: Ticket, error: DokployError | None, *, sent: bool = True) -> None:
+    def _request_timeout(self, endpoint: str, try_number: int) -> float:
+        """The request timeout, cut to the caller's deadline; no time left sends nothing."""
+        left = self.time_left() if self.time_left is not None else None
+        if left is None:
+            return self.timeout
+        if left <= 0:
+            raise DokployError.deadline(endpoint, left, try_number)
+        return min(self.timeout, left)
+
+    def _settle(
+        self, ticket: Ticket, error: DokployError | None, *, sent: bool = True, lookup: bool = False
+    ) -> None:
         if self.breaker is None:
             return
         try:
-            if not sent or (error is not None and (error.status == 429 or error.code == CONFIG)):
+            no_verdict = error is not None and (error.status == 429 or error.code == CONFIG)
+            if not sent or no_verdict or (error is None and lookup):
                 self.breaker.release(ticket)
             elif error is not None and _server_side(error):
                 self.breaker.record_failure(ticket)

@@ -203,11 +203,11 @@ def make_client(
     options.setdefault("retry_base", 1.0)
     options.setdefault("retry_after_max", 30.0)
     options.setdefault("jitter", False)
+    options.setdefault("sleep", waits.append if waits is not None else _no_sleep)
     return DokployClient(
         base_url=BASE_URL,
         breaker=breaker,
         on_call=on_call or (calls.append if calls is not None else None),
-        sleep=waits.append if waits is not None else _no_sleep,
         **options,
     )
 
