@@ -163,15 +163,18 @@ else:
 # --- Task queue (django-q2) -------------------------------------------------------------------
 
 DEPLOY_TIMEOUT = envfloat("DEPLOY_TIMEOUT", 900.0, minimum=1.0)
+# A failed attempt's rollback has its own bound, counted from the moment the rollback starts.
+ROLLBACK_TIMEOUT = envfloat("ROLLBACK_TIMEOUT", 180.0, minimum=1.0)
 MAX_CONCURRENT_DEPLOYMENTS = envint("MAX_CONCURRENT_DEPLOYMENTS", 10, minimum=1)
-_task_timeout = int(DEPLOY_TIMEOUT) + 120
+_task_timeout = int(DEPLOY_TIMEOUT + ROLLBACK_TIMEOUT) + 60
 
 Q_CLUSTER: dict[str, Any] = {
     "name": "portal",
     # One worker runs one attempt; attempts mostly wait on Dokploy, so one process per
     # concurrent deployment keeps ten users' deployments from waiting on each other.
     "workers": envint("Q_WORKERS", MAX_CONCURRENT_DEPLOYMENTS, minimum=1),
-    # An attempt bounds itself by DEPLOY_TIMEOUT; the margin leaves room for its rollback.
+    # An attempt bounds itself by DEPLOY_TIMEOUT and its rollback by ROLLBACK_TIMEOUT; the
+    # margin covers the last step's bookkeeping.
     "timeout": _task_timeout,
     # Longer than timeout, so a task still running is never handed to a second worker.
     "retry": _task_timeout + 60,
