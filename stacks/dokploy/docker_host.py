@@ -30,18 +30,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from stacks.dokploy.docker_rules import (
+    DOCKER_MIN_MEMORY_BYTES,
+    NANO_CPUS_PER_CPU,
+    SWARM_MIN_MEMORY_BYTES,
+    SWARM_MIN_NANO_CPUS,
+    is_volume_name,
+)
+
 Row = dict[str, Any]
 
 HOST_CPUS: Final = 4
 HOST_MEMORY_BYTES: Final = 8 * 1024**3
-MIB: Final = 1024 * 1024
-SWARM_MIN_MEMORY_BYTES: Final = 4 * MIB
-DOCKER_MIN_MEMORY_BYTES: Final = 6 * MIB
-SWARM_MIN_NANO_CPUS: Final = 1_000_000
-NANO_CPUS_PER_CPU: Final = 1_000_000_000
-
-# Docker's rule for local volume names (the daemon's `RestrictedNamePattern`).
-VOLUME_NAME_PATTERN: Final = r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"
 
 _JS_WHITESPACE: Final = " \t\n\v\f\r\u00a0\ufeff\u2028\u2029"
 
@@ -194,10 +194,6 @@ def _scheduler_error(resources: Row, host_cpus: int, host_memory_bytes: int) -> 
     if too_many_cpus or wanted.get("MemoryBytes", 0) > host_memory_bytes:
         return "task not scheduled: no suitable node (insufficient resources on 1 node)"
     return None
-
-
-def is_volume_name(name: str) -> bool:
-    return re.fullmatch(VOLUME_NAME_PATTERN, name) is not None
 
 
 # --- Volumes ------------------------------------------------------------------------------------

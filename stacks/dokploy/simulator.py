@@ -96,6 +96,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stacks.dokploy import docker_host
 from stacks.dokploy.docker_host import Volume
+from stacks.dokploy.docker_rules import is_volume_name
 from stacks.dokploy.trpc import TRPC_CODES
 
 Row = dict[str, Any]
@@ -1049,7 +1050,7 @@ class DokploySimulator:
         """Create the named volume, as ``docker volume create`` would, holding ``files`` (path
         relative to the volume's root -> text): a person's earlier files, say. An existing
         volume keeps its files and gains these."""
-        if not docker_host.is_volume_name(name):
+        if not is_volume_name(name):
             raise ValueError(f"{name!r} is not a valid Docker volume name")
         with self._lock:
             volume = self._volumes.setdefault(name, Volume(name, now_iso()))

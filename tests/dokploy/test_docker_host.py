@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 
 from stacks.dokploy.docker_host import (
-    is_volume_name,
     js_parse_int,
     locate,
     service_mounts,
     service_resources,
     spec_error,
 )
+from stacks.dokploy.docker_rules import is_volume_name
 
 REFUSED = "(HTTP code 400) bad parameter - rpc error: code = InvalidArgument desc = "
 DAEMON = "task failed to start: Error response from daemon: "
