@@ -965,6 +965,26 @@ def test_files_survive_stop_and_start_but_start_keeps_the_last_spec(
     assert simulator.volume("cache-alice") is not None
 
 
+def test_reload_restarts_a_stopped_application_with_its_new_mounts(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+    create_mount(api, app_id)
+    deploy_and_wait(api, app_id)
+    simulator.write_file(app["appName"], "/workspace/notes.txt", "kept")
+    api.post("/api/application.stop", json={"applicationId": app_id})
+    create_mount(api, app_id, volume_name="cache-alice", path="/cache")
+
+    reload = api.post("/api/application.reload", json={"applicationId": app_id, "appName": "x"})
+
+    assert reload.json() is True
+    assert service(simulator, app)["replicas"] == 1
+    assert [m["Target"] for m in service(simulator, app)["mounts"]] == [WORKSPACE, "/cache"]
+    assert simulator.read_file(app["appName"], "/workspace/notes.txt") == "kept"
+    assert app_one(api, app_id)["applicationStatus"] == "done"
+
+
 def test_a_volume_outlives_its_mount_application_and_project(
     api: httpx.Client, simulator: DokploySimulator
 ) -> None:
