@@ -31,6 +31,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from stacks.dokploy.docker_rules import (
+    DOCKER_MIN_MEMORY_BYTES,
+    SWARM_MIN_NANO_CPUS,
+    VOLUME_NAME_PATTERN,
+    is_volume_name,
+)
 from stacks.dokploy.errors import CONFIG, NETWORK_ERROR, TIMEOUT, DokployError
 from stacks.dokploy.types import (
     JSON,
@@ -38,6 +44,7 @@ from stacks.dokploy.types import (
     Deployment,
     Domain,
     Environment,
+    Mount,
     Project,
     ProjectCreated,
     parse_time,
@@ -370,6 +377,41 @@ class DokployClient:
         """POST application.delete: also removes its domains, service and Traefik config."""
         return self._application_action("application.delete", application_id)
 
+    def application_set_limits(
+        self,
+        application_id: str,
+        *,
+        memory_bytes: int | None,
+        cpu_nanos: int | None,
+        memory_reservation_bytes: int | None = None,
+        cpu_reservation_nanos: int | None = None,
+    ) -> bool:
+        """POST application.update with all four limit columns; effective at the next deploy,
+        redeploy or reload.
+
+        Dokploy stores them as text and `parseInt`s them into Swarm's MemoryBytes and NanoCPUs:
+        "2G" becomes 2 bytes and "1.5" one nano-CPU, which Swarm refuses at deploy time. So the
+        values are whole bytes and nano-CPUs sent as digit strings, None is sent as null (no
+        limit), and what Docker would refuse (below 6 MiB or 0.001 CPU, a reservation above its
+        limit) is refused here, before anything is sent.
+        """
+        memory = _limit("memory_bytes", memory_bytes, DOCKER_MIN_MEMORY_BYTES)
+        reserved_memory = _limit(
+            "memory_reservation_bytes", memory_reservation_bytes, DOCKER_MIN_MEMORY_BYTES
+        )
+        cpus = _limit("cpu_nanos", cpu_nanos, SWARM_MIN_NANO_CPUS)
+        reserved_cpus = _limit("cpu_reservation_nanos", cpu_reservation_nanos, SWARM_MIN_NANO_CPUS)
+        if memory_bytes and memory_reservation_bytes and memory_reservation_bytes > memory_bytes:
+            raise ValueError("memory_reservation_bytes must not exceed memory_bytes")
+        body: JSON = {
+            "applicationId": application_id,
+            "memoryLimit": memory,
+            "memoryReservation": reserved_memory,
+            "cpuLimit": cpus,
+            "cpuReservation": reserved_cpus,
+        }
+        return self._call("application.update", POST, _flag, body=body)
+
     def _application_action(self, endpoint: str, application_id: str) -> Application:
         return self._call(
             endpoint, POST, _one(Application.from_api), body={"applicationId": application_id}
@@ -443,6 +485,66 @@ class DokployClient:
         return self._call(
             "domain.delete", POST, _one(Domain.from_api), body={"domainId": domain_id}
         )
+
+    # mounts and volumes ------------------------------------------------------------------
+
+    def mounts_list_by_service_id(self, application_id: str) -> list[Mount]:
+        """GET mounts.listByServiceId for an application: its mount rows, the same as
+        application.one's `mounts`. A row created without serviceType is in neither; an unknown
+        application is a 404, not []."""
+        return self._call(
+            "mounts.listByServiceId",
+            GET,
+            _many(Mount.from_api),
+            params={"serviceId": application_id, "serviceType": "application"},
+        )
+
+    def mounts_create_volume(
+        self, *, application_id: str, volume_name: str, mount_path: str
+    ) -> Mount:
+        """POST mounts.create of the named Docker volume at `mount_path`, effective at the next
+        deploy, redeploy or reload: the created row.
+
+        Without serviceType Dokploy saves the row unattached and never mounts it, so
+        "application" is always sent. An empty volume name would mean a new, empty anonymous
+        volume at every deploy, so an empty or invalid name is refused before sending. Not
+        idempotent: a second mount on the same path makes every later deploy fail, so look at
+        the application's mounts first and create only what is missing.
+        """
+        if not is_volume_name(volume_name):
+            raise ValueError(
+                f"{volume_name!r} is not a Docker volume name (it must match {VOLUME_NAME_PATTERN})"
+            )
+        if not mount_path.startswith("/") or mount_path.rstrip("/") == "":
+            raise ValueError(f"{mount_path!r} is not an absolute path below /")
+        body: JSON = {
+            "serviceId": application_id,
+            "serviceType": "application",
+            "type": "volume",
+            "volumeName": volume_name,
+            "mountPath": mount_path,
+        }
+        return self._call("mounts.create", POST, _one(Mount.from_api), body=body)
+
+    def mounts_remove(self, mount_id: str) -> Mount:
+        """POST mounts.remove: the deleted row. Only the row goes: the Docker volume and its
+        files stay, and a running container keeps the mount until its next deploy."""
+        return self._call("mounts.remove", POST, _one(Mount.from_api), body={"mountId": mount_id})
+
+    def docker_volume_remove(self, volume_name: str) -> None:
+        """POST dockerVolume.removeVolume: deletes the volume and every file in it; the answer
+        is empty.
+
+        Nothing else deletes a volume: application.delete, project.remove and mounts.remove all
+        keep it. Call it after application.delete. While a container uses the volume, and for a
+        moment after the deletion while Swarm removes the container, Dokploy answers a 500
+        "volume is in use" (`volume_in_use()`); a volume already gone is a 500 too ("no such
+        volume", `volume_missing()`). Dokploy's prune of unused volumes has no method here on
+        purpose: it would delete every stopped person's files.
+        """
+        if not is_volume_name(volume_name):
+            raise ValueError(f"{volume_name!r} is not a Docker volume name")
+        self._call("dockerVolume.removeVolume", POST, _nothing, body={"volumeName": volume_name})
 
     # deployment --------------------------------------------------------------------------
 
@@ -703,6 +805,29 @@ class DokployClient:
             logger.warning("could not record a Dokploy call", exc_info=True)
 
 
+# --- Reading errors ---------------------------------------------------------------------------
+
+
+def volume_in_use(error: DokployError) -> bool:
+    """dockerVolume.removeVolume failed because a container still uses the volume: after
+    application.delete this passes once Swarm has removed the container."""
+    return _volume_failure(error, "volume is in use")
+
+
+def volume_missing(error: DokployError) -> bool:
+    """dockerVolume.removeVolume failed because there is no such volume: it is already gone
+    (an earlier try may have removed it)."""
+    return _volume_failure(error, "no such volume")
+
+
+def _volume_failure(error: DokployError, reason: str) -> bool:
+    return (
+        error.endpoint == "dockerVolume.removeVolume"
+        and error.status == 500
+        and reason in error.message
+    )
+
+
 # --- Helpers ----------------------------------------------------------------------------------
 
 
@@ -793,6 +918,17 @@ def _made_since(rows: list[JSON], started: datetime) -> JSON | None:
         stamped.append((when, index))
     fresh = sorted(item for item in stamped if item[0] >= since)
     return rows[fresh[0][1]] if fresh else None
+
+
+def _limit(name: str, value: int | None, minimum: int) -> str | None:
+    """A limit as the digit string Dokploy parseInt-s, or None (sent as null: no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return str(value)
 
 
 def _camel(name: str) -> str:

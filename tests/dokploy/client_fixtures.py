@@ -26,6 +26,8 @@ ENVIRONMENT_ID = "env_aaaaaaaaaaaaaaaaaa1"
 APPLICATION_ID = "app_aaaaaaaaaaaaaaaaaa1"
 DOMAIN_ID = "dom_aaaaaaaaaaaaaaaaaa1"
 DEPLOYMENT_ID = "dep_aaaaaaaaaaaaaaaaaa1"
+MOUNT_ID = "mnt_aaaaaaaaaaaaaaaaaa1"
+VOLUME_NAME = "ws-alice-7f3k"
 
 
 def project_row(**fields: Any) -> dict[str, Any]:
@@ -152,6 +154,29 @@ def deployment_row(**fields: Any) -> dict[str, Any]:
         "startedAt": CREATED_AT,
         "finishedAt": CREATED_AT,
         "errorMessage": None,
+    }
+    return {**row, **fields}
+
+
+def mount_row(**fields: Any) -> dict[str, Any]:
+    """A mount row as mounts.create, mounts.listByServiceId and application.one answer it."""
+    row = {
+        "mountId": MOUNT_ID,
+        "type": "volume",
+        "hostPath": None,
+        "volumeName": VOLUME_NAME,
+        "filePath": None,
+        "content": None,
+        "serviceType": "application",
+        "mountPath": "/workspace",
+        "applicationId": APPLICATION_ID,
+        "composeId": None,
+        "libsqlId": None,
+        "mariadbId": None,
+        "mongoId": None,
+        "mysqlId": None,
+        "postgresId": None,
+        "redisId": None,
     }
     return {**row, **fields}
 
