@@ -11,13 +11,12 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from stacks import names, pipeline, queueing
-from stacks.models import DeploymentAttempt, IllegalTransition, Stack
+from stacks import names, queueing
+from stacks.models import AttemptKind, AttemptStatus, DeploymentAttempt, IllegalTransition, Stack
 
-Kind = DeploymentAttempt.Kind
-Status = DeploymentAttempt.Status
+# Kinds that act on an application that must already exist.
+NEEDS_APPLICATION = (AttemptKind.STOP, AttemptKind.START, AttemptKind.REDEPLOY)
 
 
 class LifecycleError(Exception):
@@ -49,7 +48,7 @@ def ensure_stack(user: User) -> Stack:
 
 
 def _needs_application(stack: Stack, kind: str) -> None:
-    if kind in (Kind.STOP, Kind.START, Kind.REDEPLOY) and not stack.application_id:
+    if kind in NEEDS_APPLICATION and not stack.application_id:
         raise LifecycleError(f"There is no deployed stack to {kind} yet; create it first.")
 
 
@@ -66,13 +65,13 @@ def request_attempt(
     An active attempt whose worker died (lease expired) is taken over and returned instead of
     refusing the request; any other active attempt raises StackBusy.
     """
-    if kind not in Kind.values:
+    if kind not in AttemptKind.values:
         raise LifecycleError(f"Unknown action “{kind}”.")
     stack = ensure_stack(user)
     _needs_application(stack, kind)
     active = stack.active_attempt()
     if active is not None:
-        if _abandoned(active):
+        if queueing.worker_lost(active):
             if dispatch:
                 queueing.resend(active)
             return active
@@ -98,21 +97,13 @@ def request_attempt(
     return attempt
 
 
-def _abandoned(attempt: DeploymentAttempt) -> bool:
-    """Running with an expired lease, or handed to a task that never started."""
-    now = timezone.now()
-    if attempt.status == Status.RUNNING:
-        return attempt.lease_expired(now) or pipeline.holder_is_dead(attempt.lease_owner)
-    return bool(attempt.dispatched_at and attempt.dispatched_at < now - queueing.DISPATCH_GRACE)
-
-
 def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> None:
     """A queued attempt ends at once; a running one stops at its next step and rolls back."""
     who = by.get_username() if by is not None else "the system"
-    if attempt.status == Status.QUEUED:
+    if attempt.status == AttemptStatus.QUEUED:
         try:
             attempt.transition(
-                Status.CANCELLED,
+                AttemptStatus.CANCELLED,
                 cancel_requested=True,
                 error_code="CANCELLED",
                 error_message=f"Cancelled by {who} before it started",
@@ -122,7 +113,7 @@ def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> Non
         else:
             transaction.on_commit(queueing.dispatch)
             return
-    asked = DeploymentAttempt.objects.filter(pk=attempt.pk, status=Status.RUNNING).update(
+    asked = DeploymentAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.RUNNING).update(
         cancel_requested=True
     )
     attempt.refresh_from_db()
