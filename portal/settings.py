@@ -176,6 +176,7 @@ SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # A fixed key for DEBUG only, never used with DEBUG off (checked above): S105 is expected.
     SECRET_KEY = "insecure-local-development-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
@@ -384,7 +385,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+SILENCED_SYSTEM_CHECKS = [
+    # django-ratelimit warns that the cache it uses is not one it knows to be shared; the
+    # database cache and Redis both are (every process sees the same counters).
+    "django_ratelimit.W001",
+]
 
 # --- Logging ----------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from django.urls import reverse
 from stacks.models import BreakerState, DeploymentAttempt, DeploymentStep, DokployCall, Stack
 
 
+# The admin classes are generic in django-stubs only; at run time they take no parameters.
 class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
