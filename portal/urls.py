@@ -3,5 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # oidc_authentication_init, oidc_authentication_callback, oidc_logout (see portal.oidc)
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("", include("stacks.urls")),
 ]
