@@ -55,11 +55,12 @@ def _missing(what: str) -> NoReturn:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _sync_playwright_with_django(django_db_setup: None) -> Iterator[None]:
-    # Playwright's sync API keeps an event loop in this thread; Django's ORM refuses to run
-    # beside one unless told that this is deliberate. The test database is set up first, so that
-    # it is torn down after Playwright's loop has stopped.
+@pytest.fixture(scope="session", autouse=True)
+def _sync_playwright_with_django() -> Iterator[None]:
+    # After every call, Playwright's sync API leaves its event loop marked as running in this
+    # thread, until its session-wide driver stops; Django's ORM refuses to run beside a running
+    # loop unless told that this is deliberate. Hence session scope: the browser tests after
+    # these and the test database's teardown need it too.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         yield
