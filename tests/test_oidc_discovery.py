@@ -192,7 +192,7 @@ def test_migrate_and_the_worker_commands_do_not_wait_for_the_provider(tmp_path):
     result = run(["manage.py", "migrate", "--plan"], DATABASE_URL=database, **SSO_ENV)
 
     assert result.returncode == 0, result.stderr
-    assert "stacks.0004_oidc_identity" in result.stdout
+    assert "stacks.0005_oidc_identity" in result.stdout
 
 
 @pytest.mark.parametrize(
