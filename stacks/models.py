@@ -388,3 +388,32 @@ class BreakerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+class OIDCIdentity(models.Model):
+    """The person behind a portal account, as the sign-in provider names them.
+
+    Accounts are found by the provider's `sub` at one issuer, never by email or username: email
+    addresses change and usernames can be reused, while `sub` is stable and never reassigned.
+    The account's username is fixed at the first sign-in, because the person's stack is named
+    after it.
+    """
+
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, help_text="The provider's `sub` claim")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identity"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "OpenID identity"
+        verbose_name_plural = "OpenID identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidc_identity_issuer_subject_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
