@@ -42,6 +42,7 @@ def ensure_stack(user: User) -> Stack:
             "username": username,
             "host": names.stack_host(username, settings.STACK_DOMAIN),
             "image": settings.STACK_IMAGE,
+            "volume_name": names.new_volume_name(username),
         },
     )
     return stack
@@ -58,15 +59,19 @@ def request_attempt(
     *,
     requested_by: User | None = None,
     reason: str = "",
+    delete_data: bool = False,
     dispatch: bool = True,
 ) -> DeploymentAttempt:
     """Queue a create, redeploy, stop, start or teardown of the user's stack.
 
+    A teardown keeps the person's files unless `delete_data` asks to delete them too.
     An active attempt whose worker died (lease expired) is taken over and returned instead of
     refusing the request; any other active attempt raises StackBusy.
     """
     if kind not in AttemptKind.values:
-        raise LifecycleError(f"Unknown action “{kind}”.")
+        raise LifecycleError(f"Unknown action {kind!r}.")
+    if delete_data and kind != AttemptKind.TEARDOWN:
+        raise LifecycleError("Only deleting the stack can delete its files.")
     stack = ensure_stack(user)
     _needs_application(stack, kind)
     active = stack.active_attempt()
@@ -86,6 +91,7 @@ def request_attempt(
                 reason=reason[:200],
                 image=settings.STACK_IMAGE if kind in queueing.LIMITED_KINDS else stack.image,
                 not_before=not_before,
+                delete_data=delete_data,
             )
     except IntegrityError:
         raced = stack.active_attempt()

@@ -103,6 +103,13 @@ class Stack(models.Model):
     app_name = models.CharField(max_length=63, blank=True, help_text="Dokploy's generated appName")
     domain_id = models.CharField(max_length=64, blank=True)
 
+    # The person's files: a named Docker volume that belongs to this stack (and so to its
+    # owner's account), kept through redeploys, updates and teardowns until they ask to delete it.
+    volume_name = models.CharField(max_length=128, blank=True)
+    # The limits the application was last deployed with (bytes, nano-CPUs); None: no limit.
+    memory_limit_bytes = models.BigIntegerField(null=True, blank=True)
+    cpu_limit_nanos = models.BigIntegerField(null=True, blank=True)
+
     desired_state = models.CharField(
         max_length=16, choices=Desired.choices, default=Desired.RUNNING
     )
@@ -177,6 +184,12 @@ class DeploymentAttempt(models.Model):
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # A teardown that also deletes the person's files (asked for explicitly), and what became
+    # of the files when a teardown ended.
+    delete_data = models.BooleanField(default=False)
+    workspace_files = models.CharField(
+        max_length=8, choices=[("kept", "Kept"), ("deleted", "Deleted")], blank=True
+    )
 
     # Set when the rollback begins; a run that resumes this attempt continues the rollback.
     rollback_started_at = models.DateTimeField(null=True, blank=True)
@@ -300,6 +313,7 @@ class DeploymentStep(models.Model):
         PROJECT = "project", "Project"
         ENVIRONMENT = "environment", "Environment"
         APPLICATION = "application", "Application"
+        VOLUME = "volume", "Workspace"
         DOMAIN = "domain", "Domain"
         DEPLOY = "deploy", "Deploy"
         HEALTH = "health", "Health"

@@ -9,6 +9,7 @@ names to 63 characters, so `opencode-{username}` may take at most 56.
 from __future__ import annotations
 
 import re
+import secrets
 
 from django.core.exceptions import ValidationError
 
@@ -64,3 +65,18 @@ def application_name(username: str) -> str:
 
 def stack_host(username: str, stack_domain: str) -> str:
     return f"{username}.{stack_domain}"
+
+
+# ai-stack-{username}-files-{8 hex}: the username for people reading `docker volume ls`, and a
+# token drawn once per stack (so per account) that a later account with the same username
+# never gets. Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]*, which usernames always satisfy.
+VOLUME_RE = re.compile(rf"^{PROJECT_PREFIX}([a-z0-9-]+)-files-[0-9a-f]{{8}}$")
+
+
+def new_volume_name(username: str) -> str:
+    return f"{PROJECT_PREFIX}{username}-files-{secrets.token_hex(4)}"
+
+
+def looks_like_a_workspace_volume(name: str) -> bool:
+    """A volume named the way the portal names workspaces (for finding unowned ones)."""
+    return VOLUME_RE.fullmatch(name) is not None
