@@ -92,17 +92,20 @@ class RetryPolicy:
         can_look_up: bool = False,
         time_left: Callable[[], float | None] | None = None,
         breaker: CircuitBreaker | None = None,
+        final: Callable[[DokployError], bool] | None = None,
     ) -> NextStep:
         """After failed try `try_number`: retry, look up first, or give up, and with which error.
 
         `unsettled` says that an earlier try of this call may have taken effect and no look-up
-        has settled it since. The call gives up on a permanent error, after the last try, when
+        has settled it since. `final` names errors this call never retries, whatever their
+        status. The call gives up on a permanent error, after the last try, when
         the wait would outlast the caller's deadline (DEADLINE_EXCEEDED) and when the breaker
         is open, perhaps opened by this call's own failures (BREAKER_OPEN). The error it gives
         up with is ambiguous when any try may have taken effect.
         """
         ambiguous = unsettled or error.ambiguous
-        if not error.retryable or try_number >= self.tries:
+        permanent = not error.retryable or (final is not None and final(error))
+        if permanent or try_number >= self.tries:
             return NextStep(GIVE_UP, error=error.replace(ambiguous=ambiguous))
         wait = self.wait_after(error, try_number)
         left = time_left() if time_left is not None else None
@@ -123,6 +126,7 @@ class RetryPolicy:
         time_left: Callable[[], float | None] | None = None,
         look_up: Callable[[int], T | None] | None = None,
         on_wait: Callable[[str, int, float], None] | None = None,
+        final: Callable[[DokployError], bool] | None = None,
     ) -> T:
         """`send_try(try_number)` until it succeeds or next_step() gives up.
 
@@ -153,6 +157,7 @@ class RetryPolicy:
                     can_look_up=look_up is not None,
                     time_left=time_left,
                     breaker=breaker,
+                    final=final,
                 )
                 if step.error is not None:
                     if step.error is error:

@@ -499,7 +499,8 @@ class DokployClient:
         "application" is always sent. An empty volume name would mean a new, empty anonymous
         volume at every deploy, so an empty or invalid name is refused before sending. Not
         idempotent: a second mount on the same path makes every later deploy fail, so look at
-        the application's mounts first and create only what is missing.
+        the application's mounts first and create only what is missing; after a failure that
+        may have taken effect, the mount is looked up before it is sent again.
         """
         if not is_volume_name(volume_name):
             raise ValueError(
@@ -514,7 +515,13 @@ class DokployClient:
             "volumeName": volume_name,
             "mountPath": mount_path,
         }
-        return self._call("mounts.create", POST, _one(Mount.from_api), body=body)
+        return self._call(
+            "mounts.create",
+            POST,
+            _one(Mount.from_api),
+            body=body,
+            recover=self._recover_mount(application_id, volume_name, mount_path),
+        )
 
     def mounts_remove(self, mount_id: str) -> Mount:
         """POST mounts.remove: the deleted row. Only the row goes: the Docker volume and its
@@ -530,11 +537,18 @@ class DokployClient:
         moment after the deletion while Swarm removes the container, Dokploy answers a 500
         "volume is in use" (`volume_in_use()`); a volume already gone is a 500 too ("no such
         volume", `volume_missing()`). Dokploy's prune of unused volumes has no method here on
-        purpose: it would delete every stopped person's files.
+        purpose: it would delete every stopped person's files. "No such volume" is final, not
+        retried; neither answer counts against the circuit breaker (Dokploy is up).
         """
         if not is_volume_name(volume_name):
             raise ValueError(f"{volume_name!r} is not a Docker volume name")
-        self._call("dockerVolume.removeVolume", POST, _nothing, body={"volumeName": volume_name})
+        self._call(
+            "dockerVolume.removeVolume",
+            POST,
+            _nothing,
+            body={"volumeName": volume_name},
+            final=volume_missing,
+        )
 
     # deployment --------------------------------------------------------------------------
 
@@ -622,6 +636,24 @@ class DokployClient:
                     return str(project["projectId"])
         return None
 
+    def _recover_mount(
+        self, application_id: str, volume_name: str, mount_path: str
+    ) -> Recover[Mount]:
+        def recover(try_number: int, started: datetime) -> Mount | None:
+            listed = self._send(
+                "mounts.listByServiceId",
+                GET,
+                try_number,
+                params={"serviceId": application_id, "serviceType": "application"},
+                lookup=True,
+            )
+            for row in _rows(listed):
+                if row.get("mountPath") == mount_path and row.get("volumeName") == volume_name:
+                    return Mount.from_api(row)
+            return None
+
+        return recover
+
     def _recover_domain(self, host: str, application_id: str) -> Recover[Domain]:
         def recover(try_number: int, started: datetime) -> Domain | None:
             listed = self._send(
@@ -647,6 +679,7 @@ class DokployClient:
         params: JSON | None = None,
         body: JSON | None = None,
         recover: Recover[T] | None = None,
+        final: Callable[[DokployError], bool] | None = None,
     ) -> T:
         """One call: tries of one request, with waits, look-ups and the breaker between them.
 
@@ -673,6 +706,7 @@ class DokployClient:
             time_left=self.time_left,
             look_up=look_up if recover is not None else None,
             on_wait=self.on_wait,
+            final=final,
         )
 
     # One HTTP request --------------------------------------------------------------------
@@ -812,6 +846,9 @@ def _volume_failure(error: DokployError, reason: str) -> bool:
 
 
 def _server_side(error: DokployError) -> bool:
+    """A failure that says Dokploy is unwell (for the circuit breaker)."""
+    if volume_in_use(error) or volume_missing(error):
+        return False  # Docker's sensible answer about one volume, sent as a 500
     if error.status is not None:
         return error.status >= 500
     return error.code in (NETWORK_ERROR, TIMEOUT)
