@@ -64,22 +64,27 @@ def test_happy_path_creates_a_healthy_stack(dokploy, alice):
         "project.create",
         "application.create",
         "application.saveDockerProvider",
+        "mounts.create",
         "domain.create",
         "application.deploy",
     ]
     phases = list(attempt.steps.values_list("phase", "action", "status"))
-    assert phases[:6] == [
+    assert phases[:8] == [
         ("project", "create", "succeeded"),
         ("environment", "query", "skipped"),
         ("application", "create", "succeeded"),
         ("application", "update", "succeeded"),
+        ("volume", "create", "succeeded"),
+        ("application", "update", "skipped"),  # no limits configured
         ("domain", "create", "succeeded"),
         ("deploy", "update", "succeeded"),
     ]
-    assert {p for p, _, s in phases[6:]} == {"health"}
+    assert {p for p, _, s in phases[8:]} == {"health"}
+    mount = only(dokploy.state()["mounts"])
     assert attempt.created_resources == [
         {"kind": "project", "name": "ai-stack-alice", "id": project["projectId"]},
         {"kind": "application", "name": "opencode-alice", "id": application["applicationId"]},
+        {"kind": "mount", "name": "/workspace", "id": mount["mountId"]},
         {"kind": "domain", "name": "alice.ai.example.test", "id": domain["domainId"]},
     ]
     assert all(step.duration_ms is not None for step in attempt.steps.all())
@@ -156,6 +161,7 @@ def test_400_at_domain_rolls_everything_back_application_first(dokploy, alice):
     )
     assert rollback == [
         ("delete", "skipped", "Domain alice.ai.example.test goes with its application"),
+        ("delete", "skipped", "Mount /workspace goes with its application"),
         ("delete", "succeeded", "Deleted application opencode-alice"),
         ("delete", "succeeded", "Removed project ai-stack-alice"),
     ]
@@ -302,7 +308,12 @@ def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, m
     state = dokploy.state()
     assert (len(state["projects"]), len(state["applications"]), len(state["domains"])) == (1, 1, 1)
     assert dokploy.call_count("application.create") == 1
-    assert [r["kind"] for r in attempt.created_resources] == ["project", "application", "domain"]
+    assert [r["kind"] for r in attempt.created_resources] == [
+        "project",
+        "application",
+        "mount",
+        "domain",
+    ]
     assert all(r["id"] for r in attempt.created_resources)
     interrupted = attempt.steps.get(error_code="INTERRUPTED")
     assert (interrupted.phase, interrupted.status) == ("application", "failed")
@@ -610,7 +621,8 @@ def test_a_run_resumed_during_a_rollback_finishes_it(dokploy, alice, monkeypatch
     attempt.refresh_from_db()
     assert attempt.status == Status.RUNNING
     assert attempt.rollback_started_at is not None
-    assert [e.get("undone", False) for e in attempt.created_resources] == [False, False, True]
+    # domain and mount (part of the application) done; the application's deletion was cut short
+    assert [e.get("undone", False) for e in attempt.created_resources] == [False, False, True, True]
     DeploymentAttempt.objects.filter(pk=attempt.pk).update(lease_expires_at=None)
 
     result = pipeline.run_attempt(attempt.pk, owner="worker-2")

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from stacks.dokploy.types import Project
 from stacks.models import DeploymentStep, Stack
+from stacks.pipeline import workspace
 from stacks.pipeline.checks import check_health
 from stacks.pipeline.journal import StepFailed
 from stacks.pipeline.lookups import find_project, ignore_missing, services_in
@@ -45,12 +46,18 @@ def start_stack(run: Run) -> None:
 
 
 def teardown(run: Run) -> None:
-    """The application first (it takes its domains and service with it), then the project."""
+    """The application first (it takes its domains and service with it), then the person's
+    files if they asked for that, then the project. Without that request the files are kept."""
     run.save_stack(desired_state=Stack.Desired.ABSENT)
     project = _find_project(run)
     _delete_application(run, project)
+    if run.attempt.delete_data:
+        workspace.delete_files(run)
+        run.save_attempt(workspace_files="deleted")
     if project is not None:
         _remove_project(run, project.project_id)
+    if not run.attempt.delete_data:
+        run.save_attempt(workspace_files="kept")
     run.save_stack(
         project_id="",
         environment_id="",

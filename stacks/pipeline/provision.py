@@ -1,4 +1,4 @@
-"""Create and redeploy: project, environment, application, domain, deploy, health.
+"""Create and redeploy: project, environment, application, workspace, domain, deploy, health.
 
 Each phase looks first and acts second, so a run that repeats it (after a crash, or on a stack
 that is already up) creates nothing new; before each create it writes down an intent (Run.intend)
@@ -16,6 +16,7 @@ from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, Deployment, Environment, Project
 from stacks.dokploy.types import production_environment as pick_production
 from stacks.models import AttemptKind, DeploymentStep, Stack
+from stacks.pipeline import workspace
 from stacks.pipeline.checks import check_health
 from stacks.pipeline.journal import DeadlineExceeded, StepFailed
 from stacks.pipeline.lookups import find_project, ignore_missing, same_domain
@@ -57,11 +58,14 @@ def provision(run: Run) -> None:
     found = ensure_project(run)
     environment = ensure_environment(run, found)
     app = ensure_application(run, environment, fresh=found.created)
-    image_changed = ensure_image(run, app)
-    domain_changed = ensure_domain(run, app.application, fresh=app.created)
-    force = (
-        run.attempt.kind == AttemptKind.REDEPLOY or app.created or image_changed or domain_changed
-    )
+    changed = [
+        ensure_image(run, app),
+        workspace.ensure_mount(run, app.application, created=app.created),
+        workspace.ensure_limits(run, app.application, created=app.created),
+        ensure_domain(run, app.application, fresh=app.created),
+    ]
+    # A new mount, new limits or a new image take effect only at the next deploy.
+    force = run.attempt.kind == AttemptKind.REDEPLOY or app.created or any(changed)
     deploy(run, app.application, force=force, fresh=app.created)
     check_health(run, app.application.application_id)
     now = timezone.now()

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from stacks.dokploy.errors import DokployError
 from stacks.models import AttemptStatus, DeploymentStep, Stack
+from stacks.pipeline import workspace
 from stacks.pipeline.journal import (
     CancelRequested,
     LeaseLost,
@@ -35,6 +36,8 @@ from stacks.redaction import redact_text
 
 Phase = DeploymentStep.Phase
 Action = DeploymentStep.Action
+# Rows Dokploy deletes with their application (its cascade): nothing to undo on their own.
+PART_OF_THE_APPLICATION = ("domain", "mount")
 
 
 def fail(run: Run, exc: StepFailed | RunStopped) -> None:
@@ -109,9 +112,10 @@ def roll_back(run: Run) -> list[str]:
             )
             break
         try:
-            if kind == "domain" and app_removed:
-                with run.step(Phase.ROLLBACK, Action.DELETE, f"Domain {name}", check=False) as out:
-                    out.skip(f"Domain {name} goes with its application")
+            if kind in PART_OF_THE_APPLICATION and app_removed:
+                label = f"{kind.capitalize()} {name}"
+                with run.step(Phase.ROLLBACK, Action.DELETE, label, check=False) as out:
+                    out.skip(f"{label} goes with its application")
             else:
                 with run.step(
                     Phase.ROLLBACK, Action.DELETE, f"Undo {kind} {name}", check=False
@@ -142,6 +146,8 @@ def undo(run: Run, entry: dict[str, Any]) -> str:
         return f"Deleted application {name}"
     if kind == "project":
         return _undo_project(run, name, resource_id)
+    if kind == "mount":
+        return workspace.remove_mount(run, resource_id, name)
     raise StepFailed(Phase.ROLLBACK, "UNKNOWN_RESOURCE", f"cannot undo {kind}")
 
 

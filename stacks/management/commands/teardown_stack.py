@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from stacks import lifecycle
 from stacks.management.foreground import UsernameCommand, run_in_foreground
@@ -13,7 +13,18 @@ from stacks.models import AttemptKind
 
 
 class Command(UsernameCommand):
-    help = "Tear down USERNAME's stack in Dokploy (application, domains, project)."
+    help = (
+        "Tear down USERNAME's stack in Dokploy (application, domains, project). The person's "
+        "files are kept unless --delete-data is given."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--delete-data",
+            action="store_true",
+            help="Also delete the person's files (their workspace volume); this cannot be undone",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = self.username(options)
@@ -25,9 +36,11 @@ class Command(UsernameCommand):
                 user,
                 AttemptKind.TEARDOWN,
                 reason="teardown_stack command",
+                delete_data=options["delete_data"],
                 dispatch=False,
             )
         except lifecycle.LifecycleError as exc:
             raise CommandError(str(exc)) from exc
-        run_in_foreground(self, attempt)
-        self.stdout.write(self.style.SUCCESS(f"{username}'s stack is removed"))
+        result = run_in_foreground(self, attempt)
+        files = "deleted" if result.workspace_files == "deleted" else "kept"
+        self.stdout.write(self.style.SUCCESS(f"{username}'s stack is removed; files {files}"))
