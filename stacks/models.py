@@ -8,7 +8,8 @@ No I/O happens in this module.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from stacks.health import stack_base_url
 from stacks.names import USERNAME_MAX, validate_stack_username
 
 
@@ -94,6 +96,19 @@ class Stack(models.Model):
     def public_url(self) -> str:
         return f"https://{self.host}" if self.host else ""
 
+    @property
+    def open_url(self) -> str:
+        """Where "Open my AI stack" leads: the public URL, or the simulator's page for the stack.
+
+        With the embedded simulator the public host does not resolve, so the link goes where the
+        simulator serves the stack (STACK_URL filled in with the host).
+        """
+        if not self.host:
+            return ""
+        if settings.DOKPLOY_SIMULATED:
+            return f"{stack_base_url(self.host)}/"
+        return self.public_url
+
     def dokploy_resources(self) -> list[str]:
         """What this stack still owns in Dokploy, for refusing to forget it."""
         owned = [
@@ -105,6 +120,49 @@ class Stack(models.Model):
 
     def active_attempt(self) -> DeploymentAttempt | None:
         return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
+
+    def last_deployed_at(self) -> datetime | None:
+        """When the last successful create or redeploy finished."""
+        return (
+            self.attempts.filter(
+                status=DeploymentAttempt.Status.SUCCEEDED,
+                kind__in=[DeploymentAttempt.Kind.CREATE, DeploymentAttempt.Kind.REDEPLOY],
+            )
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+
+    def status(self, active: DeploymentAttempt | None) -> StackStatus:
+        """What its owner is told: an attempt in progress first, else the observed state."""
+        if active is not None:
+            return STATUS_DURING.get(active.kind, DEPLOYING)
+        return STATUS_OBSERVED[self.observed_state]
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """What a stack's owner is told about it: a key for styling and words to read."""
+
+    key: str
+    label: str
+
+
+DEPLOYING = StackStatus("deploying", "Deploying")
+STATUS_DURING: dict[str, StackStatus] = {
+    "stop": StackStatus("stopping", "Stopping"),
+    "start": StackStatus("starting", "Starting"),
+    "teardown": StackStatus("removing", "Being deleted"),
+}
+STATUS_OBSERVED: dict[str, StackStatus] = {
+    Stack.Observed.NEW: StackStatus("new", "Not created yet"),
+    Stack.Observed.PROVISIONING: DEPLOYING,
+    Stack.Observed.HEALTHY: StackStatus("running", "Running"),
+    Stack.Observed.UNHEALTHY: StackStatus("unhealthy", "Unhealthy"),
+    Stack.Observed.STOPPED: StackStatus("stopped", "Stopped"),
+    Stack.Observed.FAILED: StackStatus("failed", "Failed"),
+    Stack.Observed.ABSENT: StackStatus("removed", "Deleted"),
+}
 
 
 class DeploymentAttempt(models.Model):
@@ -148,6 +206,9 @@ class DeploymentAttempt(models.Model):
     )
     reason = models.CharField(max_length=200, blank=True)
     image = models.CharField(max_length=255, blank=True)
+    # Sent with the form that asked for the attempt: the same request sent twice (a double
+    # click, a resubmitted form) finds this attempt instead of making a second one.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     queued_at = models.DateTimeField(default=timezone.now)
     not_before = models.DateTimeField(
@@ -183,6 +244,9 @@ class DeploymentAttempt(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="one_active_attempt_per_stack",
                 violation_error_message="This stack already has a deployment in progress.",
+            ),
+            models.UniqueConstraint(
+                fields=["stack", "idempotency_key"], name="attempt_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(
@@ -242,6 +306,13 @@ class DeploymentAttempt(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From start to end; None while it runs or when it never started."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
     @classmethod
     def can_transition(cls, current: str, new: str) -> bool:
