@@ -580,17 +580,23 @@ def test_the_partial_costs_a_fixed_number_of_queries(
     assert page(response).count("step-summary") == 1
 
 
-def test_the_queued_partial_costs_at_most_nine_queries(
-    as_alice, alice, bob, django_assert_max_num_queries
+@pytest.mark.parametrize("ahead", [0, 30])
+def test_the_queued_partial_costs_nine_queries(
+    as_alice, alice, bob, django_assert_num_queries, settings, ahead
 ):
-    """Plus the queue: position, the attempts out and the attempts waiting."""
-    attempt(make_stack(bob), Status.RUNNING)
+    """Plus the queue: the position, the attempts out and the attempts waiting."""
+    settings.MAX_CONCURRENT_DEPLOYMENTS = 1
+    finished(make_stack(bob), 40)
+    attempt(bob.stack, Status.RUNNING)
+    for n in range(ahead):
+        attempt(make_stack(User.objects.create_user(f"user{n}")))
     queued = attempt(make_stack(alice))
 
-    with django_assert_max_num_queries(9):
+    with django_assert_num_queries(9):
         response = as_alice.get(f"/attempts/{queued.pk}/", **HTMX)
 
-    assert response.status_code == 200
+    assert f"number {ahead + 1} in line" in page(response)
+    assert "Expected to start at" in page(response)
 
 
 def test_a_finished_partial_costs_four_queries(as_alice, alice, django_assert_num_queries):
