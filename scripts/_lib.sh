@@ -56,3 +56,17 @@ ensure_redis() {
   fi
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1
 }
+
+# Debian's Chromium for the browser tests; Playwright's own browser download does not work on
+# these machines. CHROMIUM_PATH points elsewhere when it lives elsewhere.
+ensure_chromium() {
+  local chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  if [ ! -x "$chromium" ]; then
+    log "installing Chromium"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+  [ -x "$chromium" ]
+}
