@@ -10,8 +10,8 @@ from django.core.cache import cache
 from stacks.dokploy.simulator import DokploySimulator
 
 # The browser tests need a real worker cluster, which the inline ("sync") task settings cannot
-# give; they run in their own invocation with portal.settings_e2e (see scripts/test).
-collect_ignore = [] if settings.SETTINGS_MODULE == "portal.settings_e2e" else ["e2e"]
+# give; they run in their own invocation with tests.e2e.settings (see scripts/test).
+collect_ignore = [] if settings.SETTINGS_MODULE == "tests.e2e.settings" else ["e2e"]
 
 
 @pytest.fixture(autouse=True)

@@ -40,6 +40,9 @@ def attempt(stack: Stack, status: str = Status.QUEUED, **fields: Any) -> Deploym
     """An attempt in `status`, moved there along the state machine like the pipeline does."""
     fields.setdefault("kind", DeploymentAttempt.Kind.CREATE)
     fields.setdefault("requested_by", stack.owner)
+    if status in (Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED):
+        # The database wants every failure to carry its cause.
+        fields.setdefault("error_code", "CANCELLED" if status == Status.CANCELLED else "UNHEALTHY")
     row = DeploymentAttempt.objects.create(stack=stack, **fields)
     if status != Status.QUEUED:
         if status != Status.CANCELLED:

@@ -1,134 +1,98 @@
-"""The numbers the pages show: the quota, typical durations and expected starts."""
+"""The reaper: which attempts are handed back to a worker, and when it looks again."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
+from django_q.models import Schedule
 
-from stacks import queueing
+from stacks import lifecycle, pipeline, queueing
 from stacks.models import DeploymentAttempt
-from tests.pages import attempt, finished, make_stack
 
 Status = DeploymentAttempt.Status
-NOON = "2026-03-01 12:00:00+00:00"
 
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(NOON, tick=False):
-        yield timezone.now()
+def sent(monkeypatch) -> list[int]:
+    resent: list[int] = []
+    monkeypatch.setattr(queueing, "async_task", lambda func, pk, **kw: resent.append(pk))
+    return resent
 
 
-def test_quota_counts_deployments_in_the_window(alice, frozen, settings):
-    settings.DEPLOY_RATE_LIMIT = 3
-    stack = make_stack(alice)
-    finished(stack, 30, ago=4000)  # started before the window
-    finished(stack, 30, ago=600)
-    attempt(stack, Status.CANCELLED)  # cancelled before it started: holds no slot
-
-    quota = queueing.quota(alice.pk)
-
-    assert quota == queueing.Quota(used=1, limit=3, window=timedelta(hours=1), next_start=None)
-    assert not quota.used_up
+@pytest.fixture
+def running(alice, sent) -> DeploymentAttempt:
+    """An attempt a worker claimed a moment ago (lease live, dispatched now)."""
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(dispatched_at=timezone.now())
+    claimed = pipeline.claim(attempt.pk, "elsewhere:4242:1:abcd")
+    assert claimed is not None
+    claimed.refresh_from_db()
+    return claimed
 
 
-def test_a_used_up_quota_says_when_the_oldest_slot_frees(alice, frozen, settings):
-    settings.DEPLOY_RATE_LIMIT = 2
-    stack = make_stack(alice)
-    oldest = finished(stack, 30, ago=1800)
-    finished(stack, 30, ago=600, kind="redeploy")
-
-    quota = queueing.quota(alice.pk)
-
-    assert quota.used == 2
-    assert quota.used_up
-    assert oldest.started_at is not None
-    assert quota.next_start == oldest.started_at + timedelta(hours=1)
-    assert queueing.earliest_start(stack) == quota.next_start
+def dead_owner() -> str:
+    """The identity of a process of this host that has exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}:0:dead"
 
 
-def test_stop_and_start_do_not_count(alice, frozen):
-    stack = make_stack(alice)
-    finished(stack, 5, kind="stop")
-    finished(stack, 5, kind="start")
-
-    assert queueing.quota(alice.pk).used == 0
+def test_a_live_lease_is_left_alone(running, sent):
+    assert queueing.reap() == {"resumed": 0, "redispatched": 0}
+    assert sent == []
 
 
-def test_typical_durations_are_medians_of_recent_successes_by_kind(alice, bob, frozen):
-    mine, theirs = make_stack(alice), make_stack(bob)
-    for seconds in (30, 40, 100):
-        finished(mine, seconds)
-    finished(theirs, 8, kind="stop")
-    attempt(mine, Status.FAILED)  # failures do not count
+def test_a_dead_holder_on_this_host_is_replaced_at_once(running, sent):
+    DeploymentAttempt.objects.filter(pk=running.pk).update(lease_owner=dead_owner())
 
-    assert queueing.typical_durations() == {
-        "create": timedelta(seconds=40),
-        "stop": timedelta(seconds=8),
-    }
+    assert queueing.reap() == {"resumed": 1, "redispatched": 0}
+    assert sent == [running.pk]
 
 
-def test_typical_durations_use_the_most_recent_sample(alice, frozen):
-    stack = make_stack(alice)
-    for n in range(queueing.ESTIMATE_SAMPLE):
-        finished(stack, 10, ago=100 + n)
-    finished(stack, 500, ago=5000)  # older than the sample
+def test_a_live_holder_on_this_host_is_left_alone(running, sent):
+    me = f"{socket.gethostname()}:{os.getpid()}:0:live"
+    DeploymentAttempt.objects.filter(pk=running.pk).update(lease_owner=me)
 
-    assert queueing.typical_durations() == {"create": timedelta(seconds=10)}
+    assert queueing.reap()["resumed"] == 0
 
 
-def test_with_a_free_slot_a_queued_attempt_starts_now(alice, frozen):
-    queued = attempt(make_stack(alice))
-
-    assert queueing.expected_start(queued, {}) == frozen
-
-
-def test_a_rate_limited_attempt_starts_at_its_not_before(alice, frozen):
-    queued = attempt(make_stack(alice), not_before=frozen + timedelta(minutes=7))
-
-    assert queueing.expected_start(queued, {}) == frozen + timedelta(minutes=7)
+def test_an_expired_lease_on_another_host_is_resumed(running, sent):
+    with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
+        assert queueing.reap() == {"resumed": 1, "redispatched": 0}
+    assert sent == [running.pk]
 
 
-def test_with_every_slot_taken_it_starts_when_the_first_frees(
-    alice, bob, charlie, frozen, settings
-):
-    settings.MAX_CONCURRENT_DEPLOYMENTS = 2
-    for owner, started_ago in ((bob, 10), (charlie, 30)):
-        running = attempt(make_stack(owner), Status.RUNNING)
-        DeploymentAttempt.objects.filter(pk=running.pk).update(
-            started_at=frozen - timedelta(seconds=started_ago)
-        )
-    queued = attempt(make_stack(alice))
+def test_a_resumed_attempt_is_not_sent_twice_within_a_lease_period(running, sent):
+    later = timezone.now() + timedelta(seconds=31)
+    with time_machine.travel(later, tick=False):
+        queueing.reap()
+    with time_machine.travel(later + timedelta(seconds=10), tick=False):
+        queueing.reap()  # the new worker has not claimed it yet: let it
+    with time_machine.travel(later + timedelta(seconds=31), tick=False):
+        queueing.reap()  # still nobody: send it again
 
-    start = queueing.expected_start(queued, {"create": timedelta(seconds=60)})
-
-    assert start == frozen + timedelta(seconds=30)  # charlie's, started 30 s ago, of 60
+    assert sent == [running.pk, running.pk]
 
 
-def test_attempts_ahead_take_slots_in_queue_order(alice, bob, charlie, frozen, settings):
-    settings.MAX_CONCURRENT_DEPLOYMENTS = 1
-    running = attempt(make_stack(bob), Status.RUNNING)
-    DeploymentAttempt.objects.filter(pk=running.pk).update(started_at=frozen)
-    ahead = attempt(make_stack(charlie), kind="create")
-    queued = attempt(make_stack(alice))
-    typical = {"create": timedelta(seconds=60)}
+def test_the_reaper_wakes_up_just_after_the_earliest_lease_ends(running):
+    schedule = Schedule.objects.get(name="reaper-wakeup")
 
-    assert queueing.expected_start(ahead, typical) == frozen + timedelta(seconds=60)
-    assert queueing.expected_start(queued, typical) == frozen + timedelta(seconds=120)
+    assert schedule.schedule_type == Schedule.ONCE
+    assert schedule.next_run == running.lease_expires_at + timedelta(seconds=1)
+    assert schedule.func == "stacks.tasks.reap_attempts"
 
 
-def test_no_estimate_without_a_typical_duration_for_what_is_ahead(alice, bob, frozen, settings):
-    settings.MAX_CONCURRENT_DEPLOYMENTS = 1
-    attempt(make_stack(bob), Status.RUNNING)
-    queued = attempt(make_stack(alice))
+@pytest.mark.django_db(transaction=True)
+def test_a_starting_worker_resumes_what_dead_workers_left(running, sent):
+    DeploymentAttempt.objects.filter(pk=running.pk).update(lease_owner=dead_owner())
 
-    assert queueing.expected_start(queued, {}) is None
+    queueing.resume_on_start(sender="django_q", proc_name="Process-1")
+    queueing.resume_on_start(sender="django_q", proc_name="Process-2")  # same cluster
 
-
-def test_only_queued_attempts_have_an_expected_start(alice, frozen):
-    running = attempt(make_stack(alice), Status.RUNNING)
-
-    assert queueing.expected_start(running, {}) is None
+    assert sent == [running.pk]

@@ -217,7 +217,7 @@ def test_an_invalid_username_is_a_message_not_an_error(client, db):
 
     assert response.status_code == 200
     assert messages_of(response) == [
-        "“root” cannot own a stack: “root” is reserved; choose another username."
+        "'root' cannot own a stack: “root” is reserved; choose another username."
     ]
 
 

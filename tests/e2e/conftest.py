@@ -3,7 +3,7 @@
 They need tasks to go to a worker cluster instead of running inline, so they run in their own
 pytest invocation with the settings module made for them (scripts/test does this):
 
-    DATABASE_URL=sqlite:///$PWD/var/test-portal.sqlite3 pytest tests/e2e --ds=portal.settings_e2e
+    DATABASE_URL=sqlite:///$PWD/var/test-portal.sqlite3 pytest tests/e2e --ds=tests.e2e.settings
 
 The cluster is a `manage.py qcluster` subprocess with the same settings module, pointed at the
 live test database through DATABASE_URL and at the simulator through DOKPLOY_URL. Every page
@@ -103,12 +103,12 @@ def worker_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`manage.py qcluster` on the test database, talking to the simulator."""
-    assert django_settings.SETTINGS_MODULE == "portal.settings_e2e"
+    assert django_settings.SETTINGS_MODULE == "tests.e2e.settings"
     with django_db_blocker.unblock():
         url = database_url()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings_e2e",
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.settings",
         "DATABASE_URL": url,
         "DOKPLOY_URL": e2e_simulator.url,
         "DOKPLOY_API_KEY": e2e_simulator.api_key,
