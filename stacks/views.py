@@ -7,6 +7,9 @@ POST; a GET changes nothing. Errors from the lifecycle become messages on the pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -14,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -23,7 +27,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
 from stacks import lifecycle, names, progress, queueing
@@ -38,11 +42,34 @@ ACTIONS = {"create": Kind.CREATE, "redeploy": Kind.REDEPLOY, "stop": Kind.STOP, 
 HISTORY_PAGE_SIZE = 20
 
 
-class SignedInRequest(HttpRequest):
-    """A request to a view behind @login_required, after the auth and htmx middleware."""
+class HtmxRequest(HttpRequest):
+    """A request after the htmx middleware."""
+
+    htmx: HtmxDetails
+
+
+class SignedInRequest(HtmxRequest):
+    """A request to a view behind @login_required."""
 
     user: User
-    htmx: HtmxDetails
+
+
+def polled_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """@login_required for a page htmx polls: a poll after signing out (in another tab, or a
+    session that expired) sends the whole tab to the sign-in page, instead of the sign-in page
+    being swapped into the polled fragment."""
+
+    @wraps(view)
+    def guarded(request: HtmxRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            return HttpResponseClientRedirect(
+                f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': request.path})}"
+            )
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
 
 
 def own_attempt(request: HttpRequest, attempt_id: int) -> DeploymentAttempt:
@@ -159,7 +186,7 @@ def delete_stack(request: SignedInRequest) -> HttpResponse:
     )
 
 
-@login_required
+@polled_login_required
 @never_cache
 @require_GET
 def attempt_page(request: SignedInRequest, attempt_id: int) -> HttpResponse:

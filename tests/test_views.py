@@ -717,6 +717,16 @@ def test_signed_out_pages_ask_to_sign_in(client, db):
         assert response["Location"] == f"/sign-in?next={url}"
 
 
+def test_a_poll_after_signing_out_sends_the_tab_to_the_sign_in_page(client, alice):
+    queued = attempt(make_stack(alice))
+
+    response = client.get(f"/attempts/{queued.pk}/", **HTMX)
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/sign-in?next=%2Fattempts%2F{queued.pk}%2F"
+    assert response.content == b""
+
+
 # --- History ------------------------------------------------------------------------------------
 
 
