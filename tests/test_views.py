@@ -257,6 +257,31 @@ def test_changes_are_never_gets(as_alice, url):
     assert as_alice.get(url).status_code == 405
 
 
+def test_no_page_changes_anything_on_get(as_alice, alice, settings):
+    settings.DEBUG = True  # the sign-in form too
+    stack = deployed_stack(alice)
+    running = attempt(stack, Status.RUNNING)
+    before = row_counts()
+
+    expected = {
+        "/": 302,  # to the stack page
+        "/stack/": 200,
+        "/stack/delete": 200,
+        f"/attempts/{running.pk}/": 200,
+        f"/attempts/{running.pk}/cancel": 200,
+        "/history/": 200,
+        "/sign-in": 200,
+    }
+    answered = {url: as_alice.get(url).status_code for url in expected}
+    polled = {url: as_alice.get(url, **HTMX).status_code for url in expected}
+
+    assert answered == polled == expected
+
+    assert row_counts() == before
+    running.refresh_from_db()
+    assert (running.status, running.cancel_requested) == (Status.RUNNING, False)
+
+
 # --- The stack page -----------------------------------------------------------------------------
 
 
