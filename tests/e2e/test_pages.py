@@ -14,7 +14,14 @@ from stacks.dokploy.simulator import trpc_error_body
 from stacks.models import DeploymentAttempt, Stack
 from tests.e2e.conftest import STACK_DOMAIN, Visit
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # pytest-base-url (which pytest-playwright uses) defines its session fixture in a way
+    # pytest 9 deprecates; nothing of ours to change.
+    pytest.mark.filterwarnings(
+        "ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"
+    ),
+]
 
 Status = DeploymentAttempt.Status
 
