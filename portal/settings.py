@@ -346,7 +346,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "sign-in"
 LOGIN_REDIRECT_URL = "home"
 
 # Single sign-on with OpenID Connect is on when an issuer is configured.

@@ -69,3 +69,17 @@ ensure_oidc_provider() {
     echo "$want" >"$dir/node_modules/.lock-sha256"
   fi
 }
+
+# Debian's Chromium for the browser tests; Playwright's own browser download does not work on
+# these machines. CHROMIUM_PATH points elsewhere when it lives elsewhere.
+ensure_chromium() {
+  local chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  if [ ! -x "$chromium" ]; then
+    log "installing Chromium"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+  [ -x "$chromium" ]
+}

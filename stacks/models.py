@@ -12,7 +12,8 @@ No I/O happens in this module.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from stacks.health import stack_base_url
 from stacks.names import USERNAME_MAX, validate_stack_username
 
 
@@ -140,6 +142,19 @@ class Stack(models.Model):
     def public_url(self) -> str:
         return f"https://{self.host}" if self.host else ""
 
+    @property
+    def open_url(self) -> str:
+        """Where "Open my AI stack" leads: the public URL, or the simulator's page for the stack.
+
+        With the embedded simulator the public host does not resolve, so the link goes where the
+        simulator serves the stack (STACK_URL filled in with the host).
+        """
+        if not self.host:
+            return ""
+        if settings.DOKPLOY_SIMULATED:
+            return f"{stack_base_url(self.host)}/"
+        return self.public_url
+
     def dokploy_resources(self) -> list[str]:
         """What this stack still owns in Dokploy, for refusing to forget it."""
         owned = [
@@ -151,6 +166,49 @@ class Stack(models.Model):
 
     def active_attempt(self) -> DeploymentAttempt | None:
         return self.attempts.filter(status__in=ACTIVE_STATUSES).first()
+
+    def last_deployed_at(self) -> datetime | None:
+        """When the last successful create or redeploy finished."""
+        return (
+            self.attempts.filter(
+                status=AttemptStatus.SUCCEEDED,
+                kind__in=[AttemptKind.CREATE, AttemptKind.REDEPLOY],
+            )
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+
+    def status(self, active: DeploymentAttempt | None) -> StackStatus:
+        """What its owner is told: an attempt in progress first, else the observed state."""
+        if active is not None:
+            return STATUS_DURING.get(active.kind, DEPLOYING)
+        return STATUS_OBSERVED[self.observed_state]
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """What a stack's owner is told about it: a key for styling and words to read."""
+
+    key: str
+    label: str
+
+
+DEPLOYING = StackStatus("deploying", "Deploying")
+STATUS_DURING: dict[str, StackStatus] = {
+    "stop": StackStatus("stopping", "Stopping"),
+    "start": StackStatus("starting", "Starting"),
+    "teardown": StackStatus("removing", "Being deleted"),
+}
+STATUS_OBSERVED: dict[str, StackStatus] = {
+    Stack.Observed.NEW: StackStatus("new", "Not created yet"),
+    Stack.Observed.PROVISIONING: DEPLOYING,
+    Stack.Observed.HEALTHY: StackStatus("running", "Running"),
+    Stack.Observed.UNHEALTHY: StackStatus("unhealthy", "Unhealthy"),
+    Stack.Observed.STOPPED: StackStatus("stopped", "Stopped"),
+    Stack.Observed.FAILED: StackStatus("failed", "Failed"),
+    Stack.Observed.ABSENT: StackStatus("removed", "Deleted"),
+}
 
 
 class DeploymentAttempt(models.Model):
@@ -169,6 +227,9 @@ class DeploymentAttempt(models.Model):
     )
     reason = models.CharField(max_length=200, blank=True)
     image = models.CharField(max_length=255, blank=True)
+    # Sent with the form that asked for the attempt: the same request sent twice (a double
+    # click, a resubmitted form) finds this attempt instead of making a second one.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     queued_at = models.DateTimeField(default=timezone.now)
     not_before = models.DateTimeField(
@@ -212,6 +273,9 @@ class DeploymentAttempt(models.Model):
                 condition=Q(status__in=list(ACTIVE_STATUSES)),
                 name="one_active_attempt_per_stack",
                 violation_error_message="This stack already has a deployment in progress.",
+            ),
+            models.UniqueConstraint(
+                fields=["stack", "idempotency_key"], name="attempt_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(status__in=AttemptStatus.values),
@@ -272,6 +336,13 @@ class DeploymentAttempt(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From start to end; None while it runs or when it never started."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
     @classmethod
     def can_transition(cls, current: str, new: str) -> bool:
@@ -341,8 +412,8 @@ class DeploymentStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)
-    # While the step runs: the try of the Dokploy call in flight (1 is the first request), and
-    # when the next try goes out while the call waits out a backoff or a Retry-After.
+    # The last try its Dokploy call sent (1 is the first request), and while it waits out a
+    # backoff or a Retry-After, when try current_try + 1 goes out.
     current_try = models.PositiveSmallIntegerField(default=0)
     next_try_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)

@@ -736,3 +736,25 @@ def test_every_kind_of_attempt_has_a_handler():
     from stacks.models import AttemptKind
 
     assert set(pipeline.HANDLERS) == set(AttemptKind.values)
+
+
+def test_a_retried_call_shows_its_tries_on_the_running_step(dokploy, alice, monkeypatch):
+    from stacks.pipeline import journal
+
+    dokploy.fail("domain.create", times=2, status=503)
+    seen: list[tuple[int, bool]] = []
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    original = journal.Journal.note_wait
+
+    def spy(self, next_try, seconds):
+        original(self, next_try, seconds)
+        row = DeploymentStep.objects.get(attempt=attempt, status="running")
+        seen.append((row.current_try, row.next_try_at is not None))
+
+    monkeypatch.setattr(journal.Journal, "note_wait", spy)
+    result = pipeline.run_attempt(attempt.pk, owner="w1")
+
+    assert result is not None and result.status == Status.SUCCEEDED
+    assert seen == [(1, True), (2, True)]
+    finished = result.steps.get(phase="domain")
+    assert (finished.current_try, finished.next_try_at, finished.retries) == (3, None, 2)

@@ -200,23 +200,8 @@ def sign_in(page: Page, portal: str, sub: str) -> None:
 
 
 def sign_out(page: Page) -> None:
-    """POST the sign-out form from the current portal page, as its Sign out button does."""
-    page.evaluate(
-        """() => {
-            const token = document.cookie.split('; ')
-                .find((cookie) => cookie.startsWith('csrftoken=')).split('=')[1];
-            const form = document.createElement('form');
-            form.method = 'post';
-            form.action = '/oidc/logout/';
-            const field = document.createElement('input');
-            field.type = 'hidden';
-            field.name = 'csrfmiddlewaretoken';
-            field.value = token;
-            form.appendChild(field);
-            document.body.appendChild(form);
-            form.submit();
-        }"""
-    )
+    """The Sign out button in the header of every portal page."""
+    header(page).get_by_role("button", name="Sign out").click()
 
 
 def header(page: Page) -> Locator:
