@@ -223,6 +223,11 @@ DEPLOY_RATE_LIMIT = envint("DEPLOY_RATE_LIMIT", 10, minimum=1)
 DEPLOY_RATE_WINDOW = envfloat("DEPLOY_RATE_WINDOW", 3600.0, minimum=1.0)
 LEASE_SECONDS = envfloat("LEASE_SECONDS", 30.0, minimum=1.0)
 
+# The reconciler compares Dokploy with the database every RECONCILE_INTERVAL minutes (0: never);
+# with RECONCILE_FIX the scheduled runs also remove orphans and queue repairs.
+RECONCILE_INTERVAL = envint("RECONCILE_INTERVAL", 10)
+RECONCILE_FIX = envbool("RECONCILE_FIX", False)
+
 # --- Auth, static files, i18n -----------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -463,6 +463,7 @@ class Run:
                 Kind.STOP: self.stop_stack,
                 Kind.START: self.start_stack,
                 Kind.TEARDOWN: self.teardown,
+                Kind.REPAIR: self.provision,
             }
             handlers[Kind(self.attempt.kind)]()
             self._finish(Status.SUCCEEDED)
