@@ -591,9 +591,10 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         run = reconcile.latest_run()
         newest = ReconcileRun.objects.order_by("-started_at", "-id").first()
-        findings: QuerySet[ReconcileFinding] = ReconcileFinding.objects.none()
+        findings: list[ReconcileFinding] = []
         if run is not None:
-            findings = run.findings.select_related("stack", "attempt").order_by("kind", "id")
+            rows = run.findings.select_related("stack", "attempt").order_by("username", "id")
+            findings = sorted(rows, key=lambda f: staff.finding_order(f.kind))
         context = {
             **self.admin_site.each_context(request),
             "title": "Reconciler: latest findings",

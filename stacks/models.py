@@ -520,6 +520,12 @@ class ReconcileRun(models.Model):
     def __str__(self) -> str:
         return f"Reconcile run #{self.pk} ({self.get_status_display().lower()})"
 
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
 
 class FindingKind(models.TextChoices):
     ORPHAN_PROJECT = "orphan_project", "Orphan project"

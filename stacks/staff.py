@@ -116,6 +116,10 @@ class Example:
     message: str
     log_tail: str
 
+    @property
+    def status_display(self) -> str:
+        return str(Status(self.status).label).lower()
+
 
 @dataclass(frozen=True)
 class Message:
@@ -389,7 +393,14 @@ def finding_counts(run: ReconcileRun) -> list[FindingCount]:
         .annotate(count=Count("id"), fixed=Count("id", filter=Q(fix__in=settled)))
         .order_by("kind")
     )
-    return [
+    counts = [
         FindingCount(row["kind"], labels.get(row["kind"], row["kind"]), row["count"], row["fixed"])
         for row in rows
     ]
+    return sorted(counts, key=lambda c: finding_order(c.kind))
+
+
+def finding_order(kind: str) -> int:
+    """Orphans first, then drift, then shared names: the order of ReconcileFinding.Kind."""
+    kinds = list(ReconcileFinding.Kind.values)
+    return kinds.index(kind) if kind in kinds else len(kinds)

@@ -323,10 +323,12 @@ def test_reconciler_page_shows_the_last_finished_run(db, staff_client):
     assert "No stack is named ghost; it is empty" in text
     assert "Dokploy runs image x; the stack records y" in text
     assert "did not finish: BREAKER_OPEN: Dokploy unavailable" in text
+    # Orphans first, then drift.
     assert [(c.kind, c.count) for c in page.context["counts"]] == [
-        ("image_drift", 1),
         ("orphan_project", 1),
+        ("image_drift", 1),
     ]
+    assert [f.kind for f in page.context["findings"]] == ["orphan_project", "image_drift"]
 
 
 # --- List filters, search and links -----------------------------------------------------------
