@@ -8,11 +8,19 @@ the embedded Dokploy simulator. The README lists every variable.
 from __future__ import annotations
 
 import os
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from stacks.dokploy.docker_rules import (
+    DOCKER_MIN_MEMORY_BYTES,
+    NANO_CPUS_PER_CPU,
+    SWARM_MIN_NANO_CPUS,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,6 +70,103 @@ def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+def envpath(name: str, default: str) -> str:
+    """An absolute path inside a container, e.g. where a volume is mounted."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_container_path(raw)
+    except ValueError as problem:
+        raise _invalid(name, raw, problem, "/workspace") from None
+
+
+def envmemory(name: str) -> int | None:
+    """A memory size in bytes, written like Docker's `--memory` (512M, 2G, 1.5G); None if unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_memory(raw)
+    except ValueError as problem:
+        raise _invalid(name, raw, problem, "2G") from None
+
+
+def envcpus(name: str) -> int | None:
+    """A number of CPUs (1.5) as nano-CPUs, like Docker's `--cpus`; None if unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_cpus(raw)
+    except ValueError as problem:
+        raise _invalid(name, raw, problem, "1.5") from None
+
+
+def _invalid(name: str, raw: str, problem: ValueError, example: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"{name}={raw!r} is not valid: {problem}. Example: {name}={example}"
+    )
+
+
+def parse_container_path(text: str) -> str:
+    """An absolute path with no `.` or `..` part, `:` or whitespace, written one way: no
+    doubled or trailing slash (`/workspace/` is `/workspace`). The root itself is refused."""
+    if not text.startswith("/"):
+        raise ValueError("it must be an absolute path")
+    if any(char.isspace() or not char.isprintable() for char in text):
+        raise ValueError("it must not contain whitespace")
+    if ":" in text:
+        raise ValueError("it must not contain ':'")
+    parts = [part for part in text.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError("it must not contain '.' or '..' parts")
+    if not parts:
+        raise ValueError("it must be below /")
+    return "/" + "/".join(parts)
+
+
+# Above 2**53 JavaScript's parseInt, which Dokploy applies to limits, loses precision.
+_LARGEST_LIMIT = 2**53 - 1
+# Docker's units for --memory: binary, whether written k, KB or KiB (1G = 1024M).
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?) ?(?:([kmgtp])(?:i?b)?|b)?", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_memory(text: str) -> int:
+    """Bytes from a size the way Docker reads `--memory`: a number with an optional binary
+    unit (k, m, g, t, p, optionally followed by b or ib), so 2G, 2g, 2GB and 2GiB are all
+    2147483648; a bare number is bytes; fractions round down to a whole byte."""
+    match = _MEMORY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("it must be a number with a unit such as 512M, 2G or 1.5G")
+    number, unit = match.groups()
+    size = int(Decimal(number) * _MEMORY_UNITS[(unit or "").lower()])
+    if size < DOCKER_MIN_MEMORY_BYTES:
+        raise ValueError(f"Docker refuses memory limits below 6M ({DOCKER_MIN_MEMORY_BYTES} bytes)")
+    if size > _LARGEST_LIMIT:
+        raise ValueError("it is too large")
+    return size
+
+
+_CPUS = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+
+
+def parse_cpus(text: str) -> int:
+    """Nano-CPUs from a number of CPUs the way Docker reads `--cpus`: 1.5 is 1500000000. At
+    least 0.001 (Swarm's minimum), and no finer than a nano-CPU."""
+    if _CPUS.fullmatch(text.strip()) is None:
+        raise ValueError("it must be a number of CPUs such as 1.5")
+    nanos = Decimal(text.strip()) * NANO_CPUS_PER_CPU
+    if nanos != nanos.to_integral_value():
+        raise ValueError("it is finer than a nano-CPU (at most 9 decimals)")
+    if nanos < SWARM_MIN_NANO_CPUS:
+        raise ValueError("Swarm refuses fewer than 0.001 CPUs")
+    if nanos > _LARGEST_LIMIT:
+        raise ValueError("it is too large")
+    return int(nanos)
 
 
 # --- Core -------------------------------------------------------------------------------------
@@ -163,15 +268,18 @@ else:
 # --- Task queue (django-q2) -------------------------------------------------------------------
 
 DEPLOY_TIMEOUT = envfloat("DEPLOY_TIMEOUT", 900.0, minimum=1.0)
+# A failed attempt's rollback has its own bound, counted from the moment the rollback starts.
+ROLLBACK_TIMEOUT = envfloat("ROLLBACK_TIMEOUT", 180.0, minimum=1.0)
 MAX_CONCURRENT_DEPLOYMENTS = envint("MAX_CONCURRENT_DEPLOYMENTS", 10, minimum=1)
-_task_timeout = int(DEPLOY_TIMEOUT) + 120
+_task_timeout = int(DEPLOY_TIMEOUT + ROLLBACK_TIMEOUT) + 60
 
 Q_CLUSTER: dict[str, Any] = {
     "name": "portal",
     # One worker runs one attempt; attempts mostly wait on Dokploy, so one process per
     # concurrent deployment keeps ten users' deployments from waiting on each other.
     "workers": envint("Q_WORKERS", MAX_CONCURRENT_DEPLOYMENTS, minimum=1),
-    # An attempt bounds itself by DEPLOY_TIMEOUT; the margin leaves room for its rollback.
+    # An attempt bounds itself by DEPLOY_TIMEOUT and its rollback by ROLLBACK_TIMEOUT; the
+    # margin covers the last step's bookkeeping.
     "timeout": _task_timeout,
     # Longer than timeout, so a task still running is never handed to a second worker.
     "retry": _task_timeout + 60,
@@ -222,6 +330,11 @@ HEALTH_TIMEOUT = envfloat("HEALTH_TIMEOUT", 120.0)
 DEPLOY_RATE_LIMIT = envint("DEPLOY_RATE_LIMIT", 10, minimum=1)
 DEPLOY_RATE_WINDOW = envfloat("DEPLOY_RATE_WINDOW", 3600.0, minimum=1.0)
 LEASE_SECONDS = envfloat("LEASE_SECONDS", 30.0, minimum=1.0)
+# Where the image keeps a person's files: their Docker volume is mounted there.
+STACK_VOLUME_PATH = envpath("STACK_VOLUME_PATH", "/workspace")
+# Per-stack limits as Dokploy takes them (bytes, nano-CPUs); None is no limit.
+STACK_MEMORY_LIMIT_BYTES = envmemory("STACK_MEMORY_LIMIT")
+STACK_CPU_LIMIT_NANOS = envcpus("STACK_CPU_LIMIT")
 
 # The reconciler compares Dokploy with the database every RECONCILE_INTERVAL minutes (0: never);
 # with RECONCILE_FIX the scheduled runs also remove orphans and queue repairs.

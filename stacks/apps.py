@@ -19,4 +19,9 @@ class StacksConfig(AppConfig):
     verbose_name = "AI stacks"
 
     def ready(self) -> None:
+        from django_q.signals import post_spawn
+
+        from stacks.queueing import resume_on_start
+
         post_migrate.connect(_install_schedules, sender=self)
+        post_spawn.connect(resume_on_start, dispatch_uid="stacks-resume-on-start")

@@ -73,7 +73,8 @@ def wait_until_healthy(
     tries = 0
     while True:
         tries += 1
-        result = probe_health(base_url, timeout=max(1.0, min(10.0, timeout)))
+        remaining = timeout - (time.monotonic() - started)
+        result = probe_health(base_url, timeout=max(0.1, min(10.0, remaining)))
         if result.ok:
             return CheckResult("health", True, result.detail, _elapsed_ms(started), tries)
         remaining = timeout - (time.monotonic() - started)

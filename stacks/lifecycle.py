@@ -47,7 +47,7 @@ def ensure_stack(user: User) -> Stack:
     try:
         names.validate_stack_username(username)
     except ValidationError as exc:
-        raise LifecycleError(f"“{username}” cannot own a stack: {' '.join(exc.messages)}") from exc
+        raise LifecycleError(f"{username!r} cannot own a stack: {' '.join(exc.messages)}") from exc
     stack, _ = Stack.objects.get_or_create(
         owner=user,
         defaults={

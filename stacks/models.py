@@ -166,6 +166,8 @@ class DeploymentAttempt(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
 
+    # Set when the rollback begins; a run that resumes this attempt continues the rollback.
+    rollback_started_at = models.DateTimeField(null=True, blank=True)
     failure_phase = models.CharField(max_length=16, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True, help_text="Redacted")
@@ -215,6 +217,16 @@ class DeploymentAttempt(models.Model):
                 | Q(started_at__isnull=False)
                 | Q(status__in=["cancelled", "failed"]),
                 name="attempt_started_when_run",
+            ),
+            # A terminal attempt's fields agree with its status: success carries no failure,
+            # a failure or rollback carries its cause.
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | Q(error_code="", failure_phase=""),
+                name="attempt_success_has_no_error",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["failed", "rolled_back", "cancelled"]) | ~Q(error_code=""),
+                name="attempt_failure_has_a_cause",
             ),
         ]
 

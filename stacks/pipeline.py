@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -128,18 +129,20 @@ class Target:
 
 
 def worker_identity() -> str:
-    """host:pid:random — the pid lets a process on the same host see that a holder died."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host:pid:start:random. The pid and the process's start time let a process on the same
+    host see that a holder died, even when its pid was reused since."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or 0}:{uuid.uuid4().hex[:8]}"
 
 
 def holder_is_dead(owner: str) -> bool:
     """True when the lease holder ran on this host and its process no longer exists.
 
-    A holder on another host, or one whose pid is alive (possibly reused), is not judged here:
-    its lease simply has to expire.
+    A process that is gone, a zombie (killed, not yet reaped) or a new process that reuses the
+    pid all count as gone. A holder on another host is not judged here: its lease simply has
+    to expire.
     """
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
+    host, pid_text, start_text, *_ = [*owner.split(":"), "", "", ""]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
@@ -151,7 +154,31 @@ def holder_is_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    started = _process_start(pid)
+    if started is None:  # a zombie, or no /proc to tell
+        return _is_zombie(pid)
+    return start_text.isdigit() and int(start_text) not in (0, started)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name, or None where there is no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def _process_start(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    if fields is None or len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])  # starttime, in clock ticks since boot
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] in ("Z", "X")
 
 
 # --- Lease ------------------------------------------------------------------------------------
@@ -194,6 +221,8 @@ def claim(attempt_id: int, owner: str) -> DeploymentAttempt | None:
             )
         except IllegalTransition:
             return None  # cancelled in the meantime
+    # Should this worker die, the reaper looks again as soon as the lease runs out.
+    queueing.schedule_reaper_wakeup(now)
     return attempt
 
 
@@ -275,6 +304,7 @@ class Run:
         self.sleep = sleep
         self.target = Target.for_stack(self.stack, attempt.image)
         self.client = client or DokployClient.from_settings(on_call=self._on_call)
+        self.client.time_left = self.seconds_left
         self.heartbeat = Heartbeat(attempt.pk, owner)
         self.phase: str = Phase.QUEUE
         self._outcome: StepOutcome | None = None
@@ -412,9 +442,17 @@ class Run:
             self.sleep(min(left, 0.5))
 
     def seconds_left(self) -> float:
-        if not self.attempt.deadline:
+        """Seconds until the deadline in force: the attempt's, or its rollback's once begun."""
+        deadline = self.rollback_deadline() or self.attempt.deadline
+        if not deadline:
             return float(settings.DEPLOY_TIMEOUT)
-        return max(0.0, (self.attempt.deadline - timezone.now()).total_seconds())
+        return max(0.0, (deadline - timezone.now()).total_seconds())
+
+    def rollback_deadline(self) -> datetime | None:
+        started = self.attempt.rollback_started_at
+        if started is None:
+            return None
+        return started + timedelta(seconds=float(settings.ROLLBACK_TIMEOUT))
 
     # Intents: what this attempt created ----------------------------------------------------
 
@@ -453,6 +491,10 @@ class Run:
         try:
             if self.attempt.runs > 1:
                 self._note_resume()
+            if self.attempt.rollback_started_at is not None:
+                # The run that died was rolling back: finish that, never provision again.
+                self._resume_rollback()
+                return self.attempt
             if self.attempt.runs > MAX_RUNS:
                 raise StepFailed(
                     Phase.QUEUE, "TOO_MANY_RUNS", f"gave up after {MAX_RUNS} interrupted runs"
@@ -505,22 +547,54 @@ class Run:
             "failure_phase": phase,
             "error_code": code[:64],
             "error_message": redact_text(message),
+            "rollback_started_at": timezone.now(),
         }
-        # Recorded before the rollback, so the cause is visible while it runs (or if it dies).
+        # Recorded before the rollback, so the cause is visible while it runs, and a run that
+        # resumes after this one died knows to continue the rollback.
         DeploymentAttempt.objects.filter(pk=self.attempt.pk).update(**failure)
-        undone, errors = self.rollback()
-        if isinstance(exc, CancelRequested):
+        for name, value in failure.items():
+            setattr(self.attempt, name, value)
+        self._roll_back_and_finish()
+
+    def _resume_rollback(self) -> None:
+        if self.attempt.runs > MAX_RUNS + 1:
+            self._finish_failed_rollback(f"gave up the rollback after {self.attempt.runs} runs")
+            return
+        with self.step(Phase.ROLLBACK, Action.QUERY, "Continue the rollback", check=False) as out:
+            out.summary = f"Continuing the rollback after {self.attempt.error_code}"
+        self._roll_back_and_finish()
+
+    def _roll_back_and_finish(self) -> None:
+        try:
+            errors = self.rollback()
+        except LeaseLost:
+            logger.warning(
+                "lease lost during the rollback; leaving it to the new owner",
+                extra={"deploymentId": self.attempt.pk, "username": self.stack.username},
+            )
+            return
+        created = self.attempt.created_resources
+        cancelled = self.attempt.error_code == CancelRequested.code
+        if cancelled:
             status = Status.CANCELLED
-        elif undone and not errors:
+        elif created and not errors and all(entry.get("undone") for entry in created):
             status = Status.ROLLED_BACK
         else:
             status = Status.FAILED
         observed = Stack.Observed.FAILED
-        if not self.stack.application_id and isinstance(exc, CancelRequested):
+        if not self.stack.application_id and cancelled:
             observed = Stack.Observed.NEW
         self._save_stack(observed_state=observed, observed_at=timezone.now())
         try:
-            self._finish(status, rollback_errors=errors, **failure)
+            self._finish(status, rollback_errors=errors)
+        except IllegalTransition:
+            logger.warning("attempt already finished", extra={"deploymentId": self.attempt.pk})
+
+    def _finish_failed_rollback(self, reason: str) -> None:
+        errors = [*self.attempt.rollback_errors, reason]
+        self._save_stack(observed_state=Stack.Observed.FAILED, observed_at=timezone.now())
+        try:
+            self._finish(Status.FAILED, rollback_errors=errors)
         except IllegalTransition:
             logger.warning("attempt already finished", extra={"deploymentId": self.attempt.pk})
 
@@ -786,9 +860,14 @@ class Run:
             self._record_check(outcome, result)
         if settings.STACK_CHECK_DNS:
             with self.step(Phase.HEALTH, Action.QUERY, "DNS and HTTPS") as outcome:
-                self._record_check(outcome, health.check_dns_https(self.target.host))
+                result = health.check_dns_https(self.target.host, timeout=self._probe_timeout())
+                self._record_check(outcome, result)
         with self.step(Phase.HEALTH, Action.QUERY, "Web terminal (ttyd)") as outcome:
-            self._record_check(outcome, health.check_ttyd(base))
+            self._record_check(outcome, health.check_ttyd(base, timeout=self._probe_timeout()))
+
+    def _probe_timeout(self) -> float:
+        """A health probe's timeout, cut to the attempt's deadline (the step checked it)."""
+        return max(0.1, min(10.0, self.seconds_left()))
 
     def _record_check(self, outcome: StepOutcome, result: health.CheckResult) -> None:
         outcome.summary = result.detail
@@ -880,30 +959,44 @@ class Run:
 
     # Rollback ------------------------------------------------------------------------------
 
-    def rollback(self) -> tuple[list[str], list[str]]:
-        """Undo, newest first, what this attempt created. Returns (undone, errors)."""
-        undone: list[str] = []
+    def rollback(self) -> list[str]:
+        """Undo, newest first, what this attempt created and has not undone yet.
+
+        Each entry of created_resources is marked `undone` as soon as it is, so a run that
+        resumes a rollback continues where the dead one stopped. Returns the errors.
+        """
         errors: list[str] = []
         created = list(reversed(self.attempt.created_resources))
         app_removed = any(entry["kind"] == "application" for entry in created)
         for entry in created:
+            if entry.get("undone"):
+                continue
             kind, name = entry["kind"], entry["name"]
+            if self.heartbeat.lost.is_set():
+                raise LeaseLost("another worker took this attempt over")
+            if self.seconds_left() <= 0:
+                errors.append(
+                    f"the rollback ran past ROLLBACK_TIMEOUT ({settings.ROLLBACK_TIMEOUT:g} s); "
+                    f"{kind} {name} and what was created before it were left in place"
+                )
+                break
             try:
                 if kind == "domain" and app_removed:
                     with self.step(
                         Phase.ROLLBACK, Action.DELETE, f"Domain {name}", check=False
                     ) as outcome:
                         outcome.skip(f"Domain {name} goes with its application")
-                    undone.append(f"domain {name}")
-                    continue
-                with self.step(
-                    Phase.ROLLBACK, Action.DELETE, f"Undo {kind} {name}", check=False
-                ) as outcome:
-                    outcome.summary = self._undo(kind, name, entry.get("id"))
-                undone.append(f"{kind} {name}")
+                else:
+                    with self.step(
+                        Phase.ROLLBACK, Action.DELETE, f"Undo {kind} {name}", check=False
+                    ) as outcome:
+                        outcome.summary = self._undo(kind, name, entry.get("id"))
             except StepFailed as exc:
                 errors.append(f"{kind} {name}: {exc.message}")
-        return undone, errors
+                continue
+            entry["undone"] = True
+            self._save_resources()
+        return errors
 
     def _undo(self, kind: str, name: str, resource_id: str | None) -> str:
         if kind == "domain":

@@ -135,14 +135,27 @@ def schedule_wakeup() -> None:
 
 
 def reap(now: datetime | None = None) -> dict[str, int]:
-    """Recover attempts whose worker died or whose task was lost; end those past deadline."""
+    """Hand attempts whose worker died back to a worker; resend queued tasks that were lost.
+
+    A running attempt is resumed at once when its lease holder is provably dead (same host,
+    process gone), else when its lease has expired. One that was already handed to a worker
+    after its holder last renewed the lease is left alone for one lease period, so that
+    worker can claim it.
+    """
+    from stacks.pipeline import holder_is_dead, lease_seconds
+
     now = now or timezone.now()
+    lease = timedelta(seconds=lease_seconds())
     resumed = lost = 0
-    orphaned = DeploymentAttempt.objects.filter(status=Status.RUNNING).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-    )
-    for attempt in orphaned:
-        if attempt.dispatched_at and attempt.dispatched_at > now - DISPATCH_GRACE:
+    for attempt in DeploymentAttempt.objects.filter(status=Status.RUNNING):
+        if not (attempt.lease_expired(now) or holder_is_dead(attempt.lease_owner)):
+            continue
+        last_sign_of_life = attempt.lease_expires_at - lease if attempt.lease_expires_at else None
+        if (
+            attempt.dispatched_at
+            and attempt.dispatched_at > now - lease
+            and (last_sign_of_life is None or attempt.dispatched_at > last_sign_of_life)
+        ):
             continue  # already handed to a worker that has not claimed it yet
         resend(attempt)
         resumed += 1
@@ -153,9 +166,59 @@ def reap(now: datetime | None = None) -> dict[str, int]:
         resend(attempt)
         lost += 1
     dispatch(now)
+    schedule_reaper_wakeup(now)
     if resumed or lost:
         logger.warning("reaped", extra={"resumed": resumed, "redispatched": lost})
     return {"resumed": resumed, "redispatched": lost}
+
+
+def schedule_reaper_wakeup(now: datetime | None = None) -> None:
+    """While attempts run, look at them again just after the earliest lease runs out.
+
+    The minute schedule is the safety net; this wake-up resumes an attempt whose worker died
+    within a lease period (plus the task cluster's 15 s scheduler tick).
+    """
+    now = now or timezone.now()
+    expiry = (
+        DeploymentAttempt.objects.filter(status=Status.RUNNING, lease_expires_at__isnull=False)
+        .order_by("lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    if expiry is None:
+        return
+    Schedule.objects.update_or_create(
+        name="reaper-wakeup",
+        defaults={
+            "func": "stacks.tasks.reap_attempts",
+            "schedule_type": Schedule.ONCE,
+            "next_run": max(expiry, now) + timedelta(seconds=1),
+            "repeats": 1,
+        },
+    )
+
+
+def resume_on_start(**signal_args: object) -> None:
+    """A task worker just started: resume at once what workers that died left behind.
+
+    Sent by every worker process of a starting cluster; a short lock, per cluster (the workers'
+    parent process), lets the first one do it. A worker that replaces a crashed one runs it
+    again, which is what it is for.
+    """
+    import os
+    import socket
+
+    from django.core.cache import cache
+    from django.db import close_old_connections
+
+    lock = f"stacks:resume-on-start:{socket.gethostname()}:{os.getppid()}"
+    try:
+        if cache.add(lock, 1, timeout=2):
+            reap()
+    except Exception:
+        logger.exception("could not resume attempts at worker start")
+    finally:
+        close_old_connections()
 
 
 def ensure_schedules() -> None:

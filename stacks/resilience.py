@@ -78,17 +78,32 @@ class RetryPolicy:
         *,
         endpoint: str,
         breaker: CircuitBreaker | None = None,
+        time_left: Callable[[], float | None] | None = None,
     ) -> T:
         """Call `attempt(try_number)` until it succeeds, fails for good, or the breaker opens.
 
         The wait comes before the next try, whatever that try sends first. When the breaker is
         open after a failed try (this call's failures may have opened it), the call stops at
-        once with BREAKER_OPEN instead of waiting for a try that could not be sent.
+        once with BREAKER_OPEN instead of waiting for a try that could not be sent. When
+        `time_left()` (seconds until the caller's deadline, None for no deadline) is shorter
+        than the next wait, the call stops at once with DEADLINE_EXCEEDED.
         """
         refused: list[DokployError] = []
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= self.tries:
+                return True
+            left = time_left() if time_left is not None else None
+            if left is not None and state.upcoming_sleep >= left:
+                last = state.outcome.exception() if state.outcome else None
+                refused.append(
+                    DokployError.deadline(
+                        endpoint,
+                        left,
+                        state.attempt_number + 1,
+                        last if isinstance(last, DokployError) else None,
+                    )
+                )
                 return True
             refusal = breaker.refusal(endpoint) if breaker is not None else None
             if refusal is not None:

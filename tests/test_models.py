@@ -71,7 +71,8 @@ def test_other_stacks_are_independent(stack, bob):
 def test_illegal_transitions_are_rejected(stack, path, illegal):
     attempt = new_attempt(stack)
     for status in path:
-        attempt.transition(status)
+        failed = status in (Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED)
+        attempt.transition(status, **({"error_code": "TEST"} if failed else {}))
     with pytest.raises(IllegalTransition):
         attempt.transition(illegal)
     attempt.refresh_from_db()
@@ -81,7 +82,7 @@ def test_illegal_transitions_are_rejected(stack, path, illegal):
 def test_illegal_transition_through_save_is_rejected(stack):
     attempt = new_attempt(stack)
     attempt.transition(Status.RUNNING)
-    attempt.transition(Status.FAILED)
+    attempt.transition(Status.FAILED, error_code="TEST")
     loaded = DeploymentAttempt.objects.get(pk=attempt.pk)
     loaded.status = Status.RUNNING
     with pytest.raises(IllegalTransition):
@@ -97,7 +98,7 @@ def test_attempt_cannot_be_created_in_a_terminal_state(stack):
 def test_transition_is_compare_and_set(stack):
     attempt = new_attempt(stack)
     stale = DeploymentAttempt.objects.get(pk=attempt.pk)
-    attempt.transition(Status.CANCELLED)
+    attempt.transition(Status.CANCELLED, error_code="CANCELLED")
     with pytest.raises(IllegalTransition, match="lost a race"):
         stale.transition(Status.RUNNING)
     assert stale.status == Status.CANCELLED
@@ -107,11 +108,25 @@ def test_terminal_transition_stamps_finish_and_drops_lease(stack):
     attempt = new_attempt(stack, lease_owner="worker-1", lease_expires_at=timezone.now())
     attempt.transition(Status.RUNNING)
     assert attempt.started_at is not None
-    attempt.transition(Status.ROLLED_BACK, failure_phase="domain")
+    attempt.transition(Status.ROLLED_BACK, failure_phase="domain", error_code="BAD_REQUEST")
     attempt.refresh_from_db()
     assert attempt.finished_at is not None
     assert attempt.lease_owner == ""
     assert attempt.failure_phase == "domain"
+
+
+def test_database_refuses_a_success_that_carries_an_error(stack):
+    attempt = new_attempt(stack)
+    attempt.transition(Status.RUNNING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        attempt.transition(Status.SUCCEEDED, error_code="DEPLOY_FAILED", failure_phase="deploy")
+
+
+def test_database_refuses_a_failure_without_its_cause(stack):
+    attempt = new_attempt(stack)
+    attempt.transition(Status.RUNNING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        attempt.transition(Status.FAILED)
 
 
 def test_database_refuses_terminal_status_without_finish_time(stack):

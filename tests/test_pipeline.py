@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from stacks import lifecycle, pipeline, queueing
-from stacks.models import DeploymentAttempt, DeploymentStep, Stack
+from stacks.models import BreakerState, DeploymentAttempt, DeploymentStep, Stack
 
 Status = DeploymentAttempt.Status
 
@@ -514,3 +517,194 @@ def test_attempt_past_deploy_timeout_ends_and_rolls_back(dokploy, alice, setting
     assert attempt.finished_at is not None and attempt.started_at is not None
     assert (attempt.finished_at - attempt.started_at).total_seconds() < 5
     assert dokploy.state()["applications"] == {}
+
+
+# --- Deadlines, the breaker, resumed rollbacks, leases ----------------------------------------
+
+
+def with_fake_sleep(monkeypatch, clock) -> None:
+    """Every Dokploy retry wait moves the controlled clock instead of sleeping."""
+    from stacks.dokploy.client import DokployClient
+
+    original = DokployClient.from_settings.__func__  # type: ignore[attr-defined]
+
+    def from_settings(cls, /, **overrides):
+        return original(cls, **{**overrides, "sleep": clock.shift, "jitter": False})
+
+    monkeypatch.setattr(DokployClient, "from_settings", classmethod(from_settings))
+
+
+def test_deploy_timeout_cuts_the_retries_of_a_call(dokploy, alice, settings, monkeypatch):
+    settings.DEPLOY_TIMEOUT = 5.0
+    settings.DOKPLOY_RETRY_BASE = 1.0
+    dokploy.fail("domain.create", times=6, status=503)
+
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+        with_fake_sleep(monkeypatch, clock)
+        attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert (attempt.failure_phase, attempt.error_code) == ("domain", "DEADLINE_EXCEEDED")
+    # Tries at about 0, 1 and 3 s; waiting 4 s more would pass the 5 s deadline.
+    assert dokploy.call_count("domain.create") == 3
+    assert "no time left for try 4" in attempt.error_message
+    assert dokploy.state()["applications"] == {}
+
+
+def test_a_slow_request_is_cut_to_the_deadline(dokploy, alice, settings):
+    settings.DEPLOY_TIMEOUT = 2.0
+    dokploy.fail("domain.create", times=1, status=200, delay=10.0)  # would answer after 10 s
+
+    attempt = deploy(alice)
+
+    assert attempt.status == Status.ROLLED_BACK
+    assert (attempt.failure_phase, attempt.error_code) == ("domain", "DEADLINE_EXCEEDED")
+    assert dokploy.call_count("domain.create") == 1
+    assert "last try: domain.create failed: TIMEOUT" in attempt.error_message
+
+
+def test_failing_creates_open_the_breaker_despite_successful_look_ups(dokploy, alice):
+    dokploy.fail("domain.create", times=6, status=503)
+
+    attempt = deploy(alice)
+
+    assert (attempt.failure_phase, attempt.error_code) == ("domain", "BREAKER_OPEN")
+    assert dokploy.call_count("domain.create") == 5
+    assert dokploy.call_count("domain.byApplicationId") == 4
+    breaker = BreakerState.objects.get(name="dokploy")
+    assert (breaker.state, breaker.consecutive_failures) == ("open", 5)
+    # Dokploy is unavailable, so the rollback cannot run either: the attempt says what is left.
+    assert attempt.status == Status.FAILED
+    assert any("application opencode-alice" in e for e in attempt.rollback_errors)
+
+
+def kill_worker_during_rollback(monkeypatch, attempt: DeploymentAttempt) -> None:
+    """Run the attempt; it fails at deploy, and the worker dies while deleting the application."""
+    original = pipeline.Run._undo
+
+    def die(self, kind, name, resource_id):
+        if kind == "application":
+            raise WorkerKilled
+        return original(self, kind, name, resource_id)
+
+    monkeypatch.setattr(pipeline.Run, "_undo", die)
+    with pytest.raises(WorkerKilled):
+        pipeline.run_attempt(attempt.pk, owner="worker-1")
+    monkeypatch.setattr(pipeline.Run, "_undo", original)
+
+
+def test_a_run_resumed_during_a_rollback_finishes_it(dokploy, alice, monkeypatch):
+    dokploy.fail_deploy("opencode-alice", message="pull access denied")
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    kill_worker_during_rollback(monkeypatch, attempt)
+    attempt.refresh_from_db()
+    assert attempt.status == Status.RUNNING
+    assert attempt.rollback_started_at is not None
+    assert [e.get("undone", False) for e in attempt.created_resources] == [False, False, True]
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(lease_expires_at=None)
+
+    result = pipeline.run_attempt(attempt.pk, owner="worker-2")
+
+    assert result is not None
+    assert result.status == Status.ROLLED_BACK
+    assert (result.error_code, result.failure_phase) == ("DEPLOY_FAILED", "deploy")
+    for endpoint in ("project.create", "application.create", "domain.create"):
+        assert dokploy.call_count(endpoint) == 1, endpoint
+    assert dokploy.call_count("application.deploy") == 1
+    state = dokploy.state()
+    assert state["projects"] == {} and state["applications"] == {}
+    steps = list(result.steps.order_by("seq").values_list("phase", "summary", "status"))
+    assert steps[-4:] == [
+        ("queue", "Run 2: resumed after an interrupted run", "succeeded"),
+        ("rollback", "Continuing the rollback after DEPLOY_FAILED", "succeeded"),
+        ("rollback", "Deleted application opencode-alice", "succeeded"),
+        ("rollback", "Removed project ai-stack-alice", "succeeded"),
+    ]
+    assert all(entry["undone"] for entry in result.created_resources)
+
+
+def test_a_rollback_killed_too_often_ends_failed_without_calling_dokploy(
+    dokploy, alice, monkeypatch
+):
+    dokploy.fail_deploy("opencode-alice", message="pull access denied")
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    kill_worker_during_rollback(monkeypatch, attempt)
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(
+        lease_expires_at=None, runs=pipeline.MAX_RUNS + 1
+    )
+    calls_before = len(dokploy.calls())
+
+    result = pipeline.run_attempt(attempt.pk, owner="worker-9")
+
+    assert result is not None and result.status == Status.FAILED
+    assert result.error_code == "DEPLOY_FAILED"
+    assert result.rollback_errors == [f"gave up the rollback after {pipeline.MAX_RUNS + 2} runs"]
+    assert len(dokploy.calls()) == calls_before
+
+
+def test_an_attempt_redelivered_too_often_gives_up_before_provisioning(dokploy, alice):
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    DeploymentAttempt.objects.filter(pk=attempt.pk).update(runs=pipeline.MAX_RUNS)
+
+    result = pipeline.run_attempt(attempt.pk, owner="worker-6")
+
+    assert result is not None and result.status == Status.FAILED
+    assert (result.failure_phase, result.error_code) == ("queue", "TOO_MANY_RUNS")
+    assert dokploy.calls() == []
+
+
+def test_the_lease_is_capped_at_thirty_seconds(dokploy, alice, settings):
+    settings.LEASE_SECONDS = 300.0
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+
+    before = timezone.now()
+    claimed = pipeline.claim(attempt.pk, "worker-1")
+
+    assert claimed is not None and claimed.lease_expires_at is not None
+    assert claimed.lease_expires_at <= before + timedelta(seconds=30) + timedelta(seconds=1)
+    assert claimed.lease_expires_at >= before + timedelta(seconds=30)
+
+
+def test_a_live_run_renews_its_lease_so_nobody_takes_it_over(dokploy, alice, settings):
+    settings.LEASE_SECONDS = 1.0
+    dokploy.deploy_seconds = 3.0
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    runner = threading.Thread(
+        target=pipeline.run_attempt, args=(attempt.pk,), kwargs={"owner": "w1"}
+    )
+    runner.start()
+    try:
+        end = time.monotonic() + 20
+        while not attempt.steps.filter(phase="deploy").exists():
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        time.sleep(1.5)  # longer than the lease: only renewal keeps it
+
+        intruder = pipeline.claim(attempt.pk, "w2")
+    finally:
+        runner.join(timeout=30)
+
+    assert intruder is None
+    attempt.refresh_from_db()
+    assert attempt.status == Status.SUCCEEDED
+    assert attempt.runs == 1
+
+
+def test_the_deadline_is_checked_at_each_step_boundary(dokploy, alice, settings):
+    settings.DEPLOY_TIMEOUT = 60.0
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+
+        def after(step):
+            if step.phase == "project":
+                clock.shift(61)
+
+        result = pipeline.run_attempt(attempt.pk, owner="w1", on_step=after)
+
+    assert result is not None
+    assert result.error_code == "DEADLINE_EXCEEDED"
+    assert "DEPLOY_TIMEOUT" in result.error_message
+    # Stopped at the boundary: no step of the next phase was begun.
+    assert not result.steps.exclude(phase__in=["project", "rollback"]).exists()
+    assert dokploy.call_count("application.create") == 0

@@ -525,3 +525,89 @@ def test_processes_calling_dokploy_through_a_half_open_breaker_send_one_request(
     assert counting_server.hits == 1
     row = BreakerState.objects.get(name="dokploy")
     assert (row.state, row.consecutive_successes, row.probe_started_at) == ("half_open", 1, None)
+
+
+# --- Recovery look-ups and deadlines ----------------------------------------------------------
+
+
+def test_recovery_look_ups_do_not_reset_the_failure_count(breaker, api, clock):
+    """domain.create failing six times with 503: each try is followed by a successful look-up
+    for what it may have created; the look-ups show nothing about domain.create itself."""
+    create = api.post(f"{API}/domain.create").mock(return_value=outage())
+    no_domains = httpx.Response(200, json=[])
+    lookup = api.get(f"{API}/domain.byApplicationId").mock(return_value=no_domains)
+
+    with make_client(breaker=breaker, waits=[]) as client, pytest.raises(DokployError) as err:
+        client.domain_create(host="alice.ai.example.com", application_id="app_1", port=8080)
+
+    assert create.call_count == 5
+    assert lookup.call_count == 4
+    assert err.value.code == "BREAKER_OPEN"
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.consecutive_failures) == ("open", 5)
+
+
+def test_a_failed_recovery_look_up_counts_as_a_failure(breaker, api, clock):
+    api.post(f"{API}/domain.create").mock(return_value=outage())
+    api.get(f"{API}/domain.byApplicationId").mock(return_value=outage())
+
+    with make_client(breaker=breaker, waits=[]) as client, pytest.raises(DokployError):
+        client.domain_create(host="alice.ai.example.com", application_id="app_1", port=8080)
+
+    # create, look-up (fails: counts), ... until five failures in a row open the breaker.
+    assert breaker.snapshot().state == "open"
+    assert api.calls.call_count == 5
+
+
+def test_a_retry_wait_longer_than_the_time_left_ends_the_call(api, clock, db):
+    route = api.get(f"{API}/deployment.all").mock(return_value=outage())
+    waits: list[float] = []
+    deadline = datetime(2026, 3, 1, 14, 2, 32, tzinfo=UTC)  # five seconds from now
+
+    def time_left() -> float:
+        return (deadline - datetime.now(UTC)).total_seconds()
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock.shift(seconds)
+
+    with (
+        make_client(retry_base=1.0, time_left=time_left, sleep=wait) as client,
+        pytest.raises(DokployError) as err,
+    ):
+        client.deployment_all("app_1")
+
+    # Tries at 0, 1 and 3 s; the next wait (4 s) would end past the deadline at 5 s.
+    assert route.call_count == 3
+    assert waits == [1.0, 2.0]
+    assert err.value.code == "DEADLINE_EXCEEDED"
+    assert "no time left for try 4 (2.0 s to the deadline)" in err.value.message
+    assert "503 SERVICE_UNAVAILABLE" in err.value.message
+
+
+def test_a_request_timeout_is_cut_to_the_time_left(api, db):
+    seen: list[float] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"]["read"])
+        return httpx.Response(200, json=[])
+
+    api.get(f"{API}/deployment.all").mock(side_effect=slow)
+
+    with make_client(timeout=10.0, time_left=lambda: 2.5) as client:
+        client.deployment_all("app_1")
+
+    assert seen == [2.5]
+
+
+def test_no_time_left_sends_nothing(api, db):
+    route = api.get(f"{API}/deployment.all")
+
+    with (
+        make_client(time_left=lambda: 0.0) as client,
+        pytest.raises(DokployError) as err,
+    ):
+        client.deployment_all("app_1")
+
+    assert route.call_count == 0
+    assert err.value.code == "DEADLINE_EXCEEDED"

@@ -31,6 +31,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from stacks.dokploy.docker_rules import (
+    DOCKER_MIN_MEMORY_BYTES,
+    SWARM_MIN_NANO_CPUS,
+    VOLUME_NAME_PATTERN,
+    is_volume_name,
+)
 from stacks.dokploy.errors import CONFIG, NETWORK_ERROR, TIMEOUT, DokployError
 from stacks.dokploy.types import (
     JSON,
@@ -38,6 +44,7 @@ from stacks.dokploy.types import (
     Deployment,
     Domain,
     Environment,
+    Mount,
     Project,
     ProjectCreated,
     parse_time,
@@ -178,9 +185,13 @@ class DokployClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         jitter: bool = True,
+        time_left: Callable[[], float | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        # Seconds until the caller's deadline (None: no deadline). Every retry wait and every
+        # request's timeout is cut to it, so a call never outlives the attempt that made it.
+        self.time_left = time_left
         self.breaker = breaker
         self.on_call = on_call
         self.before_request = before_request
@@ -366,6 +377,41 @@ class DokployClient:
         """POST application.delete: also removes its domains, service and Traefik config."""
         return self._application_action("application.delete", application_id)
 
+    def application_set_limits(
+        self,
+        application_id: str,
+        *,
+        memory_bytes: int | None,
+        cpu_nanos: int | None,
+        memory_reservation_bytes: int | None = None,
+        cpu_reservation_nanos: int | None = None,
+    ) -> bool:
+        """POST application.update with all four limit columns; effective at the next deploy,
+        redeploy or reload.
+
+        Dokploy stores them as text and `parseInt`s them into Swarm's MemoryBytes and NanoCPUs:
+        "2G" becomes 2 bytes and "1.5" one nano-CPU, which Swarm refuses at deploy time. So the
+        values are whole bytes and nano-CPUs sent as digit strings, None is sent as null (no
+        limit), and what Docker would refuse (below 6 MiB or 0.001 CPU, a reservation above its
+        limit) is refused here, before anything is sent.
+        """
+        memory = _limit("memory_bytes", memory_bytes, DOCKER_MIN_MEMORY_BYTES)
+        reserved_memory = _limit(
+            "memory_reservation_bytes", memory_reservation_bytes, DOCKER_MIN_MEMORY_BYTES
+        )
+        cpus = _limit("cpu_nanos", cpu_nanos, SWARM_MIN_NANO_CPUS)
+        reserved_cpus = _limit("cpu_reservation_nanos", cpu_reservation_nanos, SWARM_MIN_NANO_CPUS)
+        if memory_bytes and memory_reservation_bytes and memory_reservation_bytes > memory_bytes:
+            raise ValueError("memory_reservation_bytes must not exceed memory_bytes")
+        body: JSON = {
+            "applicationId": application_id,
+            "memoryLimit": memory,
+            "memoryReservation": reserved_memory,
+            "cpuLimit": cpus,
+            "cpuReservation": reserved_cpus,
+        }
+        return self._call("application.update", POST, _flag, body=body)
+
     def _application_action(self, endpoint: str, application_id: str) -> Application:
         return self._call(
             endpoint, POST, _one(Application.from_api), body={"applicationId": application_id}
@@ -440,6 +486,66 @@ class DokployClient:
             "domain.delete", POST, _one(Domain.from_api), body={"domainId": domain_id}
         )
 
+    # mounts and volumes ------------------------------------------------------------------
+
+    def mounts_list_by_service_id(self, application_id: str) -> list[Mount]:
+        """GET mounts.listByServiceId for an application: its mount rows, the same as
+        application.one's `mounts`. A row created without serviceType is in neither; an unknown
+        application is a 404, not []."""
+        return self._call(
+            "mounts.listByServiceId",
+            GET,
+            _many(Mount.from_api),
+            params={"serviceId": application_id, "serviceType": "application"},
+        )
+
+    def mounts_create_volume(
+        self, *, application_id: str, volume_name: str, mount_path: str
+    ) -> Mount:
+        """POST mounts.create of the named Docker volume at `mount_path`, effective at the next
+        deploy, redeploy or reload: the created row.
+
+        Without serviceType Dokploy saves the row unattached and never mounts it, so
+        "application" is always sent. An empty volume name would mean a new, empty anonymous
+        volume at every deploy, so an empty or invalid name is refused before sending. Not
+        idempotent: a second mount on the same path makes every later deploy fail, so look at
+        the application's mounts first and create only what is missing.
+        """
+        if not is_volume_name(volume_name):
+            raise ValueError(
+                f"{volume_name!r} is not a Docker volume name (it must match {VOLUME_NAME_PATTERN})"
+            )
+        if not mount_path.startswith("/") or mount_path.rstrip("/") == "":
+            raise ValueError(f"{mount_path!r} is not an absolute path below /")
+        body: JSON = {
+            "serviceId": application_id,
+            "serviceType": "application",
+            "type": "volume",
+            "volumeName": volume_name,
+            "mountPath": mount_path,
+        }
+        return self._call("mounts.create", POST, _one(Mount.from_api), body=body)
+
+    def mounts_remove(self, mount_id: str) -> Mount:
+        """POST mounts.remove: the deleted row. Only the row goes: the Docker volume and its
+        files stay, and a running container keeps the mount until its next deploy."""
+        return self._call("mounts.remove", POST, _one(Mount.from_api), body={"mountId": mount_id})
+
+    def docker_volume_remove(self, volume_name: str) -> None:
+        """POST dockerVolume.removeVolume: deletes the volume and every file in it; the answer
+        is empty.
+
+        Nothing else deletes a volume: application.delete, project.remove and mounts.remove all
+        keep it. Call it after application.delete. While a container uses the volume, and for a
+        moment after the deletion while Swarm removes the container, Dokploy answers a 500
+        "volume is in use" (`volume_in_use()`); a volume already gone is a 500 too ("no such
+        volume", `volume_missing()`). Dokploy's prune of unused volumes has no method here on
+        purpose: it would delete every stopped person's files.
+        """
+        if not is_volume_name(volume_name):
+            raise ValueError(f"{volume_name!r} is not a Docker volume name")
+        self._call("dockerVolume.removeVolume", POST, _nothing, body={"volumeName": volume_name})
+
     # deployment --------------------------------------------------------------------------
 
     def deployment_all(self, application_id: str) -> list[Deployment]:
@@ -464,7 +570,7 @@ class DokployClient:
 
     def _recover_project(self, name: str) -> Recover[ProjectCreated]:
         def recover(try_number: int, started: datetime) -> ProjectCreated | None:
-            projects = self._send("project.all", GET, try_number)
+            projects = self._send("project.all", GET, try_number, lookup=True)
             row = _made_since([p for p in _rows(projects) if p.get("name") == name], started)
             if row is None:
                 return None
@@ -476,6 +582,7 @@ class DokployClient:
                     GET,
                     try_number,
                     params={"projectId": project.project_id},
+                    lookup=True,
                 )
                 environment = production_environment(
                     [Environment.from_api(e) for e in _rows(listed)]
@@ -505,6 +612,7 @@ class DokployClient:
                 GET,
                 try_number,
                 params={"projectId": known["project_id"]},
+                lookup=True,
             )
             for environment in _rows(listed):
                 if environment.get("environmentId") == environment_id:
@@ -518,7 +626,7 @@ class DokployClient:
         return recover
 
     def _project_of(self, environment_id: str, try_number: int) -> str | None:
-        for project in _rows(self._send("project.all", GET, try_number)):
+        for project in _rows(self._send("project.all", GET, try_number, lookup=True)):
             for environment in _rows(project.get("environments")):
                 if environment.get("environmentId") == environment_id:
                     return str(project["projectId"])
@@ -527,7 +635,11 @@ class DokployClient:
     def _recover_domain(self, host: str, application_id: str) -> Recover[Domain]:
         def recover(try_number: int, started: datetime) -> Domain | None:
             listed = self._send(
-                "domain.byApplicationId", GET, try_number, params={"applicationId": application_id}
+                "domain.byApplicationId",
+                GET,
+                try_number,
+                params={"applicationId": application_id},
+                lookup=True,
             )
             row = _made_since([d for d in _rows(listed) if d.get("host") == host], started)
             return Domain.from_api(row) if row else None
@@ -576,7 +688,9 @@ class DokployClient:
                 raise
 
         try:
-            return self.retry.run(attempt, endpoint=endpoint, breaker=self.breaker)
+            return self.retry.run(
+                attempt, endpoint=endpoint, breaker=self.breaker, time_left=self.time_left
+            )
         except DokployError as error:
             error.ambiguous = error.ambiguous or unsettled
             raise
@@ -591,8 +705,13 @@ class DokployClient:
         *,
         params: JSON | None = None,
         body: JSON | None = None,
+        lookup: bool = False,
     ) -> Any:
-        """Send one request; the decoded JSON answer (None for an empty body) or DokployError."""
+        """Send one request; the decoded JSON answer (None for an empty body) or DokployError.
+
+        A `lookup` is made to settle an ambiguous create: its failure counts against the
+        breaker, its success does not (it shows nothing about the operation that failed).
+        """
         mutation = method == POST
         headers = {"x-api-key": self._api_key.get(endpoint)}
         content = None
@@ -601,25 +720,24 @@ class DokployClient:
             content = json.dumps(body or {}, separators=(",", ":")).encode()
         if self.before_request is not None:
             self.before_request(endpoint)
+        timeout = self._request_timeout(endpoint, try_number)
         ticket = self.breaker.claim(endpoint) if self.breaker is not None else Ticket()
         response: httpx.Response | None = None
         error: DokployError | None = None
         began = time.perf_counter()
         try:
             response = self._http.request(
-                method, endpoint, params=params, content=content, headers=headers
+                method, endpoint, params=params, content=content, headers=headers, timeout=timeout
             )
         except httpx.RequestError as exc:
-            error = DokployError.from_transport(
-                endpoint, exc, mutation=mutation, timeout=self.timeout
-            )
+            error = DokployError.from_transport(endpoint, exc, mutation=mutation, timeout=timeout)
         except BaseException:
             self._settle(ticket, None, sent=False)
             raise
         duration_ms = round((time.perf_counter() - began) * 1000)
         if response is not None and not response.is_success:
             error = DokployError.from_response(endpoint, response, mutation=mutation)
-        self._settle(ticket, error)
+        self._settle(ticket, error, lookup=lookup)
         self._report(
             CallRecord(
                 endpoint=endpoint,
@@ -637,11 +755,23 @@ class DokployClient:
         assert response is not None
         return _decode(endpoint, response, mutation=mutation)
 
-    def _settle(self, ticket: Ticket, error: DokployError | None, *, sent: bool = True) -> None:
+    def _request_timeout(self, endpoint: str, try_number: int) -> float:
+        """The request timeout, cut to the caller's deadline; no time left sends nothing."""
+        left = self.time_left() if self.time_left is not None else None
+        if left is None:
+            return self.timeout
+        if left <= 0:
+            raise DokployError.deadline(endpoint, left, try_number)
+        return min(self.timeout, left)
+
+    def _settle(
+        self, ticket: Ticket, error: DokployError | None, *, sent: bool = True, lookup: bool = False
+    ) -> None:
         if self.breaker is None:
             return
         try:
-            if not sent or (error is not None and (error.status == 429 or error.code == CONFIG)):
+            no_verdict = error is not None and (error.status == 429 or error.code == CONFIG)
+            if not sent or no_verdict or (error is None and lookup):
                 self.breaker.release(ticket)
             elif error is not None and _server_side(error):
                 self.breaker.record_failure(ticket)
@@ -673,6 +803,29 @@ class DokployClient:
         except Exception:
             # Losing a metrics row must not turn a call that worked into a failure.
             logger.warning("could not record a Dokploy call", exc_info=True)
+
+
+# --- Reading errors ---------------------------------------------------------------------------
+
+
+def volume_in_use(error: DokployError) -> bool:
+    """dockerVolume.removeVolume failed because a container still uses the volume: after
+    application.delete this passes once Swarm has removed the container."""
+    return _volume_failure(error, "volume is in use")
+
+
+def volume_missing(error: DokployError) -> bool:
+    """dockerVolume.removeVolume failed because there is no such volume: it is already gone
+    (an earlier try may have removed it)."""
+    return _volume_failure(error, "no such volume")
+
+
+def _volume_failure(error: DokployError, reason: str) -> bool:
+    return (
+        error.endpoint == "dockerVolume.removeVolume"
+        and error.status == 500
+        and reason in error.message
+    )
 
 
 # --- Helpers ----------------------------------------------------------------------------------
@@ -765,6 +918,17 @@ def _made_since(rows: list[JSON], started: datetime) -> JSON | None:
         stamped.append((when, index))
     fresh = sorted(item for item in stamped if item[0] >= since)
     return rows[fresh[0][1]] if fresh else None
+
+
+def _limit(name: str, value: int | None, minimum: int) -> str | None:
+    """A limit as the digit string Dokploy parseInt-s, or None (sent as null: no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return str(value)
 
 
 def _camel(name: str) -> str:

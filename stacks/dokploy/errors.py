@@ -25,6 +25,7 @@ TIMEOUT = "TIMEOUT"
 BREAKER_OPEN = "BREAKER_OPEN"
 CONFIG = "CONFIG"
 BAD_RESPONSE = "BAD_RESPONSE"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 _MAX_TEXT = 500
@@ -35,8 +36,9 @@ class DokployError(Exception):
 
     `status` is the HTTP status, None when no answer came. `code` is Dokploy's tRPC code
     (BAD_REQUEST, NOT_FOUND, ...) or one of ours: NETWORK_ERROR, TIMEOUT, BREAKER_OPEN, CONFIG,
-    BAD_RESPONSE. `retry_after` is the wait a 429 asked for; `retry_at` is when an open circuit
-    breaker lets requests through again.
+    BAD_RESPONSE, DEADLINE_EXCEEDED (the caller's deadline left no time for the next try).
+    `retry_after` is the wait a 429 asked for; `retry_at` is when an open circuit breaker lets
+    requests through again.
     """
 
     def __init__(
@@ -147,6 +149,21 @@ class DokployError(Exception):
     @classmethod
     def config(cls, endpoint: str, detail: str) -> DokployError:
         return cls(endpoint=endpoint, code=CONFIG, message=detail)
+
+    @classmethod
+    def deadline(
+        cls, endpoint: str, left: float, try_number: int, last: DokployError | None = None
+    ) -> DokployError:
+        message = f"no time left for try {try_number} ({max(left, 0.0):.1f} s to the deadline)"
+        if last is not None:
+            message += f"; last try: {last.describe()}"
+        return cls(
+            endpoint=endpoint,
+            code=DEADLINE_EXCEEDED,
+            message=message,
+            ambiguous=last.ambiguous if last is not None else False,
+            api_response=last.api_response if last is not None else None,
+        )
 
     @classmethod
     def breaker_open(cls, endpoint: str, retry_at: datetime) -> DokployError:

@@ -15,6 +15,22 @@ What it models:
   and ``routes`` (the Traefik file-provider routers, host -> appName). ``project.remove`` deletes
   rows only, so the services and routes of its applications stay behind and keep serving, like in
   Dokploy; ``application.delete`` removes both.
+* Mounts (``mounts.create``, ``remove``, ``one``, ``listByServiceId``) as rows like Dokploy's: the
+  create is not idempotent, and a row made without ``serviceType`` is stored with
+  ``applicationId`` null and never mounted. ``application.one`` answers the rows in ``mounts``.
+* The Docker host (``stacks.dokploy.docker_host``): every deploy, redeploy and reload rebuilds
+  the service spec from the rows, with the mounts and the four limit columns ``parseInt``-ed the
+  way Dokploy does, and checks it the way Swarm and the daemon would (limits below Docker's
+  minimums, more CPUs than the simulated host has, two mounts on one path): a spec they refuse
+  fails the deployment with their message. ``application.start`` reuses the last spec.
+* Docker volumes with files in them. A named volume comes into existence at the first deploy
+  that mounts it and outlives redeploys, stop/start, ``application.delete``, ``project.remove``
+  and ``mounts.remove``; an empty volume name gets a new anonymous volume for every container,
+  so its files are lost. Each running container also has a writable layer that its successor
+  does not inherit. ``dockerVolume.removeVolume`` answers 500 "volume is in use" while a service
+  mounts the volume, and for a while after ``application.delete`` (the next
+  ``volume_release_calls`` calls and ``volume_release_seconds``), as Swarm takes the container
+  down; ``settings.cleanUnusedVolumes`` prunes every volume no running service uses.
 * Asynchronous deployments: ``application.deploy``/``redeploy`` only queue a job. One FIFO queue
   per server (all applications here are on the local server, so deployments run one at a time,
   like Dokploy's queue). After ``queue_delay`` the worker inserts a ``running`` deployment row and
@@ -27,6 +43,9 @@ What it models:
 * Faults, through the Python API or the ``/_sim/`` control API: failing the next N calls of an
   endpoint (status, body, ``Retry-After``, delay, dropped connection, or failing after the effect
   happened), latency on every call, failing deployments, unhealthy stacks.
+* Files, through the Python API (``write_file``, ``read_file``, ``add_volume``, ``volume``) or
+  ``/_sim/files`` and ``/_sim/volumes``: a marker written at a path inside a running service lands
+  in the volume mounted there (or in the container's own layer), so tests can see what survives.
 
 Where it simplifies:
 
@@ -34,8 +53,17 @@ Where it simplifies:
 * No remote servers: a non-null ``serverId`` fails like a foreign-key error (400).
 * Builds are not run: only docker-image sources deploy; any other source type, or a missing
   image, ends the deployment in ``error``. Images are never pulled, so any image name works.
-* Only the columns and relations the portal reads are modelled in depth; mounts, ports, redirects,
-  security rules, preview deployments, compose and databases are always empty lists.
+* Only the columns and relations the portal reads are modelled in depth; ports, redirects,
+  security rules, preview deployments, compose and databases are always empty lists. Bind and
+  file mounts are stored and count as mount points, but hold no files.
+* One Swarm node with ``host_cpus`` CPUs and ``host_memory_bytes`` of memory (4 and 8 GiB unless
+  given). A task the daemon or scheduler refuses fails the deployment here; in Dokploy the
+  deployment says ``done`` and the task never runs. A service update Swarm refuses is reported
+  with Swarm's reason (Dokploy then retries it as a create and reports the name conflict).
+* A redeploy replaces the container at once: the old and new containers never share a volume.
+  A stopped service keeps its volumes in use for ``dockerVolume.removeVolume`` (its spec still
+  mounts them), while ``settings.cleanUnusedVolumes`` counts only running services, as
+  API-NOTES item 14 describes.
 * Validation covers the zod rules of the modelled inputs (required keys, types, min/max lengths,
   enums, the appName and host patterns, port range); messages follow zod 4's wording.
 """
@@ -56,6 +84,7 @@ import socket
 import string
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +94,9 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from stacks.dokploy import docker_host
+from stacks.dokploy.docker_host import Volume
+from stacks.dokploy.docker_rules import is_volume_name
 from stacks.dokploy.trpc import TRPC_CODES
 
 Row = dict[str, Any]
@@ -439,6 +471,41 @@ S_DEPLOYMENT_LOGS: Final[Schema] = {
     "deploymentId": _ID,
     "tail": Field("integer", minimum=1, maximum=10000),
 }
+MOUNT_TYPES: Final = ("bind", "volume", "file")
+SERVICE_TYPES: Final = (
+    "application",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "redis",
+    "compose",
+    "libsql",
+)
+S_MOUNT_CREATE: Final[Schema] = {
+    "type": Field("enum", required=True, choices=MOUNT_TYPES),
+    "hostPath": _str(nullable=True),
+    "volumeName": _str(nullable=True),
+    "content": _str(nullable=True),
+    "mountPath": _str(required=True, min_length=1),
+    "filePath": _str(nullable=True),
+    "serviceType": _enum(*SERVICE_TYPES),
+    "serviceId": _ID,
+}
+S_MOUNT_REMOVE: Final[Schema] = {"mountId": _str(required=True)}
+S_MOUNT_ID: Final[Schema] = {"mountId": _ID}
+S_MOUNT_LIST: Final[Schema] = {"serviceType": _ID, "serviceId": _ID}
+S_REMOVE_VOLUME: Final[Schema] = {
+    "volumeName": Field(
+        "string",
+        required=True,
+        min_length=1,
+        pattern=r"[a-zA-Z0-9.\-_]+",
+        pattern_message="Invalid volume name.",
+    ),
+    "serverId": _str(),
+}
+S_SERVER: Final[Schema] = {"serverId": _str()}
 
 
 # --- Rows -----------------------------------------------------------------------------------
@@ -667,6 +734,20 @@ class Route:
     method: str
     schema: Schema
     handler: Callable[[Input], Any]
+    # The whole input may be left out (zod's `.optional()` on the object).
+    optional_input: bool = False
+
+
+@dataclass
+class _VolumeHold:
+    """A deleted service's container that still holds a volume while Swarm removes it."""
+
+    container_id: str
+    calls: int
+    until: float
+
+
+_ControlHandler = Callable[[dict[str, Any]], Any]
 
 
 # --- HTTP plumbing --------------------------------------------------------------------------
@@ -803,12 +884,22 @@ class DokploySimulator:
         deploy_seconds: float = 1.0,
         queue_delay: float = 0.05,
         latency: float = 0.0,
+        volume_release_calls: int = 1,
+        volume_release_seconds: float = 0.0,
+        host_cpus: int = docker_host.HOST_CPUS,
+        host_memory_bytes: int = docker_host.HOST_MEMORY_BYTES,
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
         self.deploy_seconds = deploy_seconds
         self.queue_delay = queue_delay
+        # After application.delete, dockerVolume.removeVolume still finds the service's volumes
+        # in use for this many calls and this many seconds, whichever lasts longer.
+        self.volume_release_calls = volume_release_calls
+        self.volume_release_seconds = volume_release_seconds
+        self.host_cpus = host_cpus
+        self.host_memory_bytes = host_memory_bytes
         self.organization_id = nanoid()
         self._initial_latency = latency
         self._lock = threading.RLock()
@@ -925,6 +1016,63 @@ class DokploySimulator:
         with self._lock:
             self._unhealthy.pop(host.lower(), None)
 
+    def volume_release(self, calls: int, seconds: float = 0.0) -> None:
+        """How long a deleted service's volumes stay in use: the next ``calls`` calls of
+        dockerVolume.removeVolume for each of them, and at least ``seconds``."""
+        if calls < 0 or seconds < 0:
+            raise ValueError("calls and seconds must not be negative")
+        with self._lock:
+            self.volume_release_calls = calls
+            self.volume_release_seconds = seconds
+
+    # -- volumes and files ----------------------------------------------------------------------
+
+    def write_file(self, app_name: str, path: str, content: str) -> str | None:
+        """Write ``content`` at ``path`` inside the running container of service ``app_name``.
+
+        The file lands in the volume mounted at ``path`` or a parent of it, else in the
+        container's own writable layer, which the next container does not inherit. Returns the
+        volume's name, or None for the container's layer. ValueError if the service has no
+        running container or ``path`` is not absolute.
+        """
+        with self._lock:
+            files, key, volume = self._locate(app_name, path)
+            files[key] = content
+            return volume
+
+    def read_file(self, app_name: str, path: str) -> str | None:
+        """The text at ``path`` as the running container of ``app_name`` sees it, or None."""
+        with self._lock:
+            files, key, _ = self._locate(app_name, path)
+            return files.get(key)
+
+    def add_volume(self, name: str, files: Mapping[str, str] | None = None) -> None:
+        """Create the named volume, as ``docker volume create`` would, holding ``files`` (path
+        relative to the volume's root -> text): a person's earlier files, say. An existing
+        volume keeps its files and gains these."""
+        if not is_volume_name(name):
+            raise ValueError(f"{name!r} is not a valid Docker volume name")
+        with self._lock:
+            volume = self._volumes.setdefault(name, Volume(name, now_iso()))
+            volume.files.update(files or {})
+
+    def volume(self, name: str) -> dict[str, Any] | None:
+        """The volume with its files (``name``, ``createdAt``, ``anonymous``, ``files``), or
+        None if there is no such volume."""
+        with self._lock:
+            volume = self._volumes.get(name)
+            return volume.as_json() if volume is not None else None
+
+    def _locate(self, app_name: str, path: str) -> tuple[dict[str, str], str, str | None]:
+        service = self._services.get(app_name)
+        container = service["container"] if service is not None else None
+        if container is None or not container["running"]:
+            raise ValueError(f"service {app_name} has no running container")
+        volume, key = docker_host.locate(container["volumes"], path)
+        if volume is None:
+            return container["files"], key, None
+        return self._volumes[volume].files, key, volume
+
     def reset(self) -> None:
         """Forget all state, faults and recorded calls; queued deployments are dropped.
 
@@ -947,7 +1095,9 @@ class DokploySimulator:
                     "applications": self._applications,
                     "domains": self._domains,
                     "deployments": self._deployments,
+                    "mounts": self._mounts,
                     "services": self._services,
+                    "volumes": {name: v.as_json() for name, v in self._volumes.items()},
                     "routes": self._routes_by_domain,
                     "pendingJobs": self._pending_jobs,
                     "faults": [asdict(fault) for fault in self._faults],
@@ -981,7 +1131,10 @@ class DokploySimulator:
         self._domains: dict[str, Row] = {}
         self._deployments: dict[str, Row] = {}
         self._logs: dict[str, list[str]] = {}
+        self._mounts: dict[str, Row] = {}
         self._services: dict[str, Row] = {}
+        self._volumes: dict[str, Volume] = {}
+        self._volume_holds: dict[str, _VolumeHold] = {}
         self._routes_by_domain: dict[str, Row] = {}
         self._config_key = 0
         self._faults: list[Fault] = []
@@ -1093,6 +1246,8 @@ class DokploySimulator:
     def _invoke(self, route: Route, request: Request, endpoint: str) -> Response:
         try:
             raw = self._read_input(route, request)
+            if raw is None and route.optional_input:
+                raw = {}
             data = validate(route.schema, raw, from_query=route.method == "GET")
             with self._lock:  # serialized under the lock: results share state with the tables
                 result = route.handler(data)
@@ -1121,11 +1276,13 @@ class DokploySimulator:
 
     def _handle_control(self, request: Request) -> Response:
         action = request.path.removeprefix("/_sim/").strip("/")
-        if request.method == "GET" and action == "state":
-            return json_response(200, self.state())
-        if request.method == "GET" and action == "calls":
-            return json_response(200, self.calls())
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        readers: dict[str, _ControlHandler] = {
+            "state": lambda query: self.state(),
+            "calls": lambda query: self.calls(),
+            "volumes": lambda query: self.state()["volumes"],
+            "files": self._control_read_file,
+        }
+        writers: dict[str, _ControlHandler] = {
             "faults": self._control_fault,
             "latency": lambda body: self.latency(float(body["seconds"])),
             "deploy-fault": self._control_deploy_fault,
@@ -1134,18 +1291,27 @@ class DokploySimulator:
             ),
             "healthy": lambda body: self.healthy(str(body["host"])),
             "reset": lambda body: self.reset(),
+            "files": self._control_write_file,
+            "volumes": lambda body: self.add_volume(
+                str(body["name"]), _text_map(body.get("files", {}))
+            ),
+            "volume-release": lambda body: self.volume_release(
+                int(body["calls"]), float(body.get("seconds", 0.0))
+            ),
         }
-        handler = handlers.get(action)
-        if request.method != "POST" or handler is None:
+        handler = {"GET": readers, "POST": writers}.get(request.method, {}).get(action)
+        if handler is None:
             return json_response(404, {"error": f"no control action {request.method} {action}"})
         try:
+            if request.method == "GET":
+                return json_response(200, handler(dict(request.query)))
             body = json.loads(request.body) if request.body.strip() else {}
             if not isinstance(body, dict):
                 raise TypeError("the body must be a JSON object")
-            handler(body)
+            result = handler(body)
         except (KeyError, TypeError, ValueError) as error:
             return json_response(400, {"error": f"{type(error).__name__}: {error}"})
-        return json_response(200, {"ok": True})
+        return json_response(200, {"ok": True, **(result or {})})
 
     def _control_fault(self, body: dict[str, Any]) -> None:
         self.fail(
@@ -1162,6 +1328,16 @@ class DokploySimulator:
     def _control_deploy_fault(self, body: dict[str, Any]) -> None:
         message = str(body.get("message") or "Simulated deployment failure")
         self.fail_deploy(str(body["app"]), message, times=int(body.get("times", 1)))
+
+    def _control_write_file(self, body: dict[str, Any]) -> dict[str, Any]:
+        volume = self.write_file(str(body["app"]), str(body["path"]), str(body["content"]))
+        return {"volume": volume}
+
+    def _control_read_file(self, query: dict[str, Any]) -> dict[str, Any]:
+        app_name, path = str(query["app"]), str(query["path"])
+        with self._lock:
+            files, key, volume = self._locate(app_name, path)
+            return {"content": files.get(key), "volume": volume}
 
     # -- public side of the stacks (/_stack/<host>/...) --------------------------------------
 
@@ -1234,6 +1410,14 @@ class DokploySimulator:
             "domain.delete": Route("POST", S_DOMAIN_ID, self._domain_delete),
             "deployment.all": Route("GET", S_APPLICATION_ID, self._deployment_all),
             "deployment.readLogs": Route("GET", S_DEPLOYMENT_LOGS, self._deployment_logs),
+            "mounts.create": Route("POST", S_MOUNT_CREATE, self._mount_create),
+            "mounts.remove": Route("POST", S_MOUNT_REMOVE, self._mount_remove),
+            "mounts.one": Route("GET", S_MOUNT_ID, self._mount_one),
+            "mounts.listByServiceId": Route("GET", S_MOUNT_LIST, self._mounts_by_service),
+            "dockerVolume.removeVolume": Route("POST", S_REMOVE_VOLUME, self._volume_remove),
+            "settings.cleanUnusedVolumes": Route(
+                "POST", S_SERVER, self._clean_unused_volumes, optional_input=True
+            ),
         }
 
     @property
@@ -1403,7 +1587,7 @@ class DokploySimulator:
                 "environment": {**env, "project": self._projects[env["projectId"]]},
                 "domains": [d for d in self._domains.values() if d["applicationId"] == app_id],
                 "deployments": self._app_deployments(app_id),
-                "mounts": [],
+                "mounts": [m for m in self._mounts.values() if m["applicationId"] == app_id],
                 "redirects": [],
                 "security": [],
                 "ports": [],
@@ -1451,7 +1635,8 @@ class DokploySimulator:
 
     def _app_reload(self, data: Input) -> Any:
         app = self._get_app(data["applicationId"])
-        if app["sourceType"] != "docker" or not app["dockerImage"]:
+        unusable = app["sourceType"] != "docker" or not app["dockerImage"]
+        if unusable or self._spec_error(app) is not None:
             app["applicationStatus"] = "error"
             raise ApiError(500, "Error reloading application")
         self._apply_service(app)
@@ -1464,6 +1649,8 @@ class DokploySimulator:
         service = self._services.get(app["appName"])
         if service is not None:
             service.update(replicas=0, updatedAt=now_iso())
+            if service["container"] is not None:
+                service["container"]["running"] = False
         app["applicationStatus"] = "idle"
         return before
 
@@ -1474,6 +1661,7 @@ class DokploySimulator:
         if service is None:
             raise ApiError(500, f"Error response from daemon: service {app['appName']} not found")
         service.update(replicas=1, updatedAt=now_iso())
+        self._replace_container(service)  # a new task: the last spec, a fresh container
         app["applicationStatus"] = "done"
         return before
 
@@ -1481,16 +1669,19 @@ class DokploySimulator:
         app = self._get_app(data["applicationId"])
         before = self._app_nested(app)
         self._delete_app_rows(app)
-        self._services.pop(app["appName"], None)
+        service = self._services.pop(app["appName"], None)
+        if service is not None:
+            self._remove_service_container(service)
         for domain_id, route in list(self._routes_by_domain.items()):
             if route["appName"] == app["appName"]:
                 del self._routes_by_domain[domain_id]
         return before
 
     def _delete_app_rows(self, app: Row) -> None:
-        """The database cascade: the row, its domains and its deployments. Docker is untouched."""
+        """The database cascade: the row, its domains, deployments and mounts. Docker is
+        untouched."""
         app_id = app["applicationId"]
-        for table in (self._domains, self._deployments):
+        for table in (self._domains, self._deployments, self._mounts):
             for key, row in list(table.items()):
                 if row["applicationId"] == app_id:
                     del table[key]
@@ -1582,6 +1773,99 @@ class DokploySimulator:
         del self._domains[domain["domainId"]]
         self._routes_by_domain.pop(domain["domainId"], None)
         return domain
+
+    # mounts -------------------------------------------------------------------------------------
+
+    def _mount_create(self, data: Input) -> Any:
+        service_type = data.get("serviceType")
+        service_id = data["serviceId"]
+        known = service_type == "application" and service_id in self._applications
+        if service_type is not None and not known:
+            column = f"{service_type}Id"
+            raise ApiError(
+                400,
+                f'Error insert or update on table "mount" violates foreign key constraint '
+                f'"mount_{column}_{service_type}_{column}_fk"',
+            )
+        mount: Row = {
+            "mountId": nanoid(),
+            "type": data["type"],
+            "hostPath": data.get("hostPath"),
+            "volumeName": data.get("volumeName"),
+            "filePath": data.get("filePath"),
+            "content": data.get("content"),
+            # The column's default: without serviceType the row names no service at all.
+            "serviceType": service_type or "application",
+            "mountPath": data["mountPath"],
+            **{f"{kind}Id": None for kind in _MOUNT_OWNER_COLUMNS},
+        }
+        if service_type is not None:
+            mount[f"{service_type}Id"] = service_id
+        self._mounts[mount["mountId"]] = mount
+        return dict(mount)
+
+    def _mount_remove(self, data: Input) -> Any:
+        mount = self._get(self._mounts, data["mountId"], "Mount not found")
+        del self._mounts[mount["mountId"]]
+        return mount
+
+    def _mount_one(self, data: Input) -> Any:
+        mount = self._get(self._mounts, data["mountId"], "Mount not found")
+        app = self._applications.get(mount["applicationId"] or "")
+        owner = None
+        if app is not None:
+            env = self._environments[app["environmentId"]]
+            organization = self._projects[env["projectId"]]["organizationId"]
+            owner = {
+                "serverId": app["serverId"],
+                "appName": app["appName"],
+                "environment": {"project": {"organizationId": organization}},
+            }
+        relations: Row = dict.fromkeys(_MOUNT_OWNER_COLUMNS)
+        return {**mount, **relations, "application": owner}
+
+    def _mounts_by_service(self, data: Input) -> Any:
+        service_type, service_id = data["serviceType"], data["serviceId"]
+        if service_type not in SERVICE_TYPES:
+            raise ApiError(
+                401, "You are not authorized to access this service or it does not exist"
+            )
+        if service_type != "application":
+            raise not_found(_NOT_FOUND_BY_KIND[service_type])
+        self._get_app(service_id)
+        return [dict(m) for m in self._mounts.values() if m["applicationId"] == service_id]
+
+    # docker volumes and settings ----------------------------------------------------------------
+
+    def _volume_remove(self, data: Input) -> Any:
+        if data.get("serverId"):
+            raise not_found("Server not found")
+        name = data["volumeName"]
+        users = self._volume_users(name)
+        if users:
+            raise _docker_failed(name, f"remove {name}: volume is in use - [{', '.join(users)}]")
+        if name not in self._volumes:
+            raise _docker_failed(name, f"get {name}: no such volume")
+        del self._volumes[name]
+        self._volume_holds.pop(name, None)
+        return NO_CONTENT
+
+    def _clean_unused_volumes(self, data: Input) -> Any:
+        """`docker volume prune --all`, as API-NOTES item 14 describes it: every volume that no
+        running container uses goes, stopped people's workspaces included."""
+        if data.get("serverId"):
+            raise not_found("Server not found")
+        running = {
+            name
+            for service in self._services.values()
+            if service["container"] is not None and service["container"]["running"]
+            for name in service["container"]["volumes"].values()
+        }
+        for name in list(self._volumes):
+            if name not in running:
+                del self._volumes[name]
+                self._volume_holds.pop(name, None)
+        return True
 
     # deployment ---------------------------------------------------------------------------------
 
@@ -1716,23 +2000,102 @@ class DokploySimulator:
             return f"Source type {app['sourceType']} is not configured"
         if not app["dockerImage"]:
             return "Docker image is required for docker source type"
-        return None
+        return self._spec_error(app)
 
     def _apply_service(self, app: Row) -> None:
-        """Create the Swarm service, or update it (a forced update) if it exists."""
+        """Create the Swarm service, or update it (a forced update) if it exists: the spec is
+        rebuilt from the rows and a new container replaces the old one."""
         now = now_iso()
         service = self._services.get(app["appName"])
         if service is None:
-            service = {"appName": app["appName"], "createdAt": now, "version": 0}
+            service = {"appName": app["appName"], "createdAt": now, "version": 0, "container": None}
             self._services[app["appName"]] = service
         service.update(
             applicationId=app["applicationId"],
             image=app["dockerImage"],
             replicas=app["replicas"],
             env=app["env"],
+            mounts=self._spec_mounts(app),
+            resources=docker_host.service_resources(app),
             updatedAt=now,
             version=service["version"] + 1,
         )
+        self._replace_container(service)
+
+    def _spec_mounts(self, app: Row) -> list[Row]:
+        rows = [m for m in self._mounts.values() if m["applicationId"] == app["applicationId"]]
+        return docker_host.service_mounts(app["appName"], rows)
+
+    def _spec_error(self, app: Row) -> str | None:
+        return docker_host.spec_error(
+            docker_host.service_resources(app),
+            self._spec_mounts(app),
+            host_cpus=self.host_cpus,
+            host_memory_bytes=self.host_memory_bytes,
+        )
+
+    # -- containers and volumes -----------------------------------------------------------------
+
+    def _replace_container(self, service: Row) -> None:
+        """End the service's container (its anonymous volumes go with it) and, if it has
+        replicas, start a new one: named volumes are created on first use, every anonymous
+        mount gets a new empty volume, and the writable layer starts empty."""
+        self._drop_anonymous_volumes(service["container"])
+        service["container"] = None
+        if service["replicas"] < 1:
+            return
+        mounted: dict[str, str] = {}
+        for mount in service["mounts"]:
+            if mount["Type"] != "volume":
+                continue
+            name = mount["Source"] or docker_host.anonymous_volume_name()
+            if name not in self._volumes:
+                self._volumes[name] = Volume(name, now_iso(), anonymous=not mount["Source"])
+            mounted[mount["Target"]] = name
+        service["container"] = {
+            "id": docker_host.container_id(),
+            "running": True,
+            "volumes": mounted,
+            "files": {},
+        }
+
+    def _drop_anonymous_volumes(self, container: Row | None) -> None:
+        if container is None:
+            return
+        for name in container["volumes"].values():
+            volume = self._volumes.get(name)
+            if volume is not None and volume.anonymous:
+                del self._volumes[name]
+
+    def _remove_service_container(self, service: Row) -> None:
+        """The service is gone, but Swarm takes a while to remove its container: until then
+        its named volumes stay in use."""
+        container = service["container"]
+        if container is None:
+            return
+        self._drop_anonymous_volumes(container)
+        until = time.monotonic() + self.volume_release_seconds
+        for name in container["volumes"].values():
+            if name in self._volumes:
+                self._volume_holds[name] = _VolumeHold(
+                    container["id"], self.volume_release_calls, until
+                )
+
+    def _volume_users(self, name: str) -> list[str]:
+        """The containers (running or stopped) that keep the volume in use."""
+        users = [
+            service["container"]["id"]
+            for service in self._services.values()
+            if service["container"] is not None and name in service["container"]["volumes"].values()
+        ]
+        hold = self._volume_holds.get(name)
+        if hold is not None:
+            if hold.calls > 0 or time.monotonic() < hold.until:
+                hold.calls = max(0, hold.calls - 1)
+                users.append(hold.container_id)
+            else:
+                del self._volume_holds[name]
+        return users
 
 
 _SUMMARY_KEYS: Final = [
@@ -1745,6 +2108,44 @@ _SUMMARY_KEYS: Final = [
     "applicationStatus",
     "icon",
 ]
+
+
+# The mount row's owner columns, in the table's order.
+_MOUNT_OWNER_COLUMNS: Final = (
+    "application",
+    "compose",
+    "libsql",
+    "mariadb",
+    "mongo",
+    "mysql",
+    "postgres",
+    "redis",
+)
+_NOT_FOUND_BY_KIND: Final = {
+    "postgres": "Postgres not found",
+    "mysql": "MySql not found",
+    "mariadb": "Mariadb not found",
+    "mongo": "Mongo not found",
+    "redis": "Redis not found",
+    "compose": "Compose not found",
+    "libsql": "Libsql not found",
+}
+
+
+def _docker_failed(volume_name: str, reason: str) -> ApiError:
+    """How dockerVolume.removeVolume reports a failed `docker volume rm`: a plain 500 that
+    carries the command's error."""
+    return ApiError(
+        500,
+        f"Command execution failed: Command failed: docker volume rm {volume_name}\n"
+        f"Error response from daemon: {reason}\n",
+    )
+
+
+def _text_map(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError("files must be an object of path -> text")
+    return {str(key): str(text) for key, text in value.items()}
 
 
 def _service_lists(applications: list[Row]) -> Row:
@@ -1829,6 +2230,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds added to every /api call"
     )
+    parser.add_argument(
+        "--volume-release-seconds",
+        type=float,
+        default=0.0,
+        help="how long a deleted service's volumes stay in use",
+    )
     return parser
 
 
@@ -1841,6 +2248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deploy_seconds=args.deploy_seconds,
         queue_delay=args.queue_delay,
         latency=args.latency,
+        volume_release_seconds=args.volume_release_seconds,
     )
 
     def announce(line: str) -> None:

@@ -213,6 +213,43 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A mount row: what a service's container gets at its next deploy, redeploy or reload.
+
+    `application_id` is None for a row created without `serviceType`: Dokploy keeps it but never
+    mounts it. For a volume, an empty `volume_name` means an anonymous volume, new and empty at
+    every deploy.
+    """
+
+    mount_id: str
+    type: str | None
+    mount_path: str
+    volume_name: str | None
+    service_type: str | None
+    application_id: str | None
+    host_path: str | None = None
+    raw: JSON = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: JSON) -> Mount:
+        return cls(
+            mount_id=data["mountId"],
+            type=_str(data, "type"),
+            mount_path=data.get("mountPath") or "",
+            volume_name=_str(data, "volumeName"),
+            service_type=_str(data, "serviceType"),
+            application_id=_str(data, "applicationId"),
+            host_path=_str(data, "hostPath"),
+            raw=_raw(data),
+        )
+
+    @property
+    def is_named_volume(self) -> bool:
+        """A volume mount whose files outlive the container: it has a volume name."""
+        return self.type == "volume" and bool(self.volume_name)
+
+
+@dataclass(frozen=True)
 class Application:
     application_id: str
     name: str
@@ -223,8 +260,14 @@ class Application:
     docker_image: str | None = None
     replicas: int | None = None
     created_at: str | None = None
+    # The limit columns as Dokploy stores them: digit strings (bytes, nano-CPUs) or None.
+    memory_limit: str | None = None
+    memory_reservation: str | None = None
+    cpu_limit: str | None = None
+    cpu_reservation: str | None = None
     domains: list[Domain] = field(default_factory=list)
     deployments: list[Deployment] = field(default_factory=list)
+    mounts: list[Mount] = field(default_factory=list)
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -239,7 +282,12 @@ class Application:
             docker_image=_str(data, "dockerImage"),
             replicas=_int(data, "replicas"),
             created_at=_str(data, "createdAt"),
+            memory_limit=_str(data, "memoryLimit"),
+            memory_reservation=_str(data, "memoryReservation"),
+            cpu_limit=_str(data, "cpuLimit"),
+            cpu_reservation=_str(data, "cpuReservation"),
             domains=[Domain.from_api(d) for d in _rows(data, "domains")],
             deployments=[Deployment.from_api(d) for d in _rows(data, "deployments")],
+            mounts=[Mount.from_api(m) for m in _rows(data, "mounts")],
             raw=_raw(data),
         )

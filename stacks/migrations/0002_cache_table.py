@@ -1,8 +1,9 @@
 """The database cache table, so `migrate` alone prepares a fresh database.
 
 Without REDIS_URL the cache (rate limits, the per-phase pacing of Dokploy calls, django-q2's
-bookkeeping) lives in the `portal_cache` table. `createcachetable` does nothing for a cache that
-is not a database cache, and nothing for a table that already exists.
+bookkeeping) lives in the `portal_cache` table. It is made even while Redis is the cache, so a
+later move to the database cache needs no extra step; `createcachetable` leaves an existing
+table alone.
 """
 
 from typing import Any
@@ -12,7 +13,9 @@ from django.db import migrations
 
 
 def create_cache_tables(apps: Any, schema_editor: Any) -> None:
-    call_command("createcachetable", database=schema_editor.connection.alias, verbosity=0)
+    call_command(
+        "createcachetable", "portal_cache", database=schema_editor.connection.alias, verbosity=0
+    )
 
 
 class Migration(migrations.Migration):

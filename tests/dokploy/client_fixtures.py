@@ -26,6 +26,8 @@ ENVIRONMENT_ID = "env_aaaaaaaaaaaaaaaaaa1"
 APPLICATION_ID = "app_aaaaaaaaaaaaaaaaaa1"
 DOMAIN_ID = "dom_aaaaaaaaaaaaaaaaaa1"
 DEPLOYMENT_ID = "dep_aaaaaaaaaaaaaaaaaa1"
+MOUNT_ID = "mnt_aaaaaaaaaaaaaaaaaa1"
+VOLUME_NAME = "ws-alice-7f3k"
 
 
 def project_row(**fields: Any) -> dict[str, Any]:
@@ -156,6 +158,29 @@ def deployment_row(**fields: Any) -> dict[str, Any]:
     return {**row, **fields}
 
 
+def mount_row(**fields: Any) -> dict[str, Any]:
+    """A mount row as mounts.create, mounts.listByServiceId and application.one answer it."""
+    row = {
+        "mountId": MOUNT_ID,
+        "type": "volume",
+        "hostPath": None,
+        "volumeName": VOLUME_NAME,
+        "filePath": None,
+        "content": None,
+        "serviceType": "application",
+        "mountPath": "/workspace",
+        "applicationId": APPLICATION_ID,
+        "composeId": None,
+        "libsqlId": None,
+        "mariadbId": None,
+        "mongoId": None,
+        "mysqlId": None,
+        "postgresId": None,
+        "redisId": None,
+    }
+    return {**row, **fields}
+
+
 def application_one_row(**fields: Any) -> dict[str, Any]:
     """application.one: every column plus relations, secrets in clear text."""
     row = {
@@ -203,11 +228,11 @@ def make_client(
     options.setdefault("retry_base", 1.0)
     options.setdefault("retry_after_max", 30.0)
     options.setdefault("jitter", False)
+    options.setdefault("sleep", waits.append if waits is not None else _no_sleep)
     return DokployClient(
         base_url=BASE_URL,
         breaker=breaker,
         on_call=on_call or (calls.append if calls is not None else None),
-        sleep=waits.append if waits is not None else _no_sleep,
         **options,
     )
 

@@ -6,9 +6,11 @@ import json
 import logging
 import os
 import pickle
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,9 +24,11 @@ from stacks.dokploy.client import (
     call_context,
     record_call_in_context,
     record_call_to_db,
+    volume_in_use,
+    volume_missing,
 )
 from stacks.dokploy.errors import DokployError
-from stacks.dokploy.types import Application, Domain, ProjectCreated
+from stacks.dokploy.types import Application, Domain, Mount, ProjectCreated
 from stacks.models import DeploymentAttempt, DokployCall, Stack
 from stacks.resilience import CircuitBreaker
 from tests.dokploy.client_fixtures import (
@@ -34,7 +38,9 @@ from tests.dokploy.client_fixtures import (
     DEPLOYMENT_ID,
     DOMAIN_ID,
     ENVIRONMENT_ID,
+    MOUNT_ID,
     PROJECT_ID,
+    VOLUME_NAME,
     application_one_row,
     application_row,
     application_summary,
@@ -45,11 +51,14 @@ from tests.dokploy.client_fixtures import (
     listed_environment,
     listed_project,
     make_client,
+    mount_row,
     project_row,
     trpc_error,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+GIB = 1024**3
+MIB = 1024**2
 JUST_CREATED = "2026-03-01T12:00:00.480Z"
 LONG_AGO = "2026-02-01T08:00:00.000Z"
 
@@ -324,6 +333,86 @@ REQUESTS = [
         "step 1\nstep 2",
         id="deployment.readLogs",
     ),
+    pytest.param(
+        lambda c: c.application_set_limits(
+            APPLICATION_ID,
+            memory_bytes=2 * GIB,
+            cpu_nanos=1_500_000_000,
+            memory_reservation_bytes=GIB,
+            cpu_reservation_nanos=500_000_000,
+        ),
+        "POST",
+        "application.update",
+        {},
+        {
+            "applicationId": APPLICATION_ID,
+            "memoryLimit": "2147483648",
+            "memoryReservation": "1073741824",
+            "cpuLimit": "1500000000",
+            "cpuReservation": "500000000",
+        },
+        True,
+        id="application.update-limits",
+    ),
+    pytest.param(
+        lambda c: c.application_set_limits(APPLICATION_ID, memory_bytes=None, cpu_nanos=None),
+        "POST",
+        "application.update",
+        {},
+        {
+            "applicationId": APPLICATION_ID,
+            "memoryLimit": None,
+            "memoryReservation": None,
+            "cpuLimit": None,
+            "cpuReservation": None,
+        },
+        True,
+        id="application.update-no-limits",
+    ),
+    pytest.param(
+        lambda c: c.mounts_list_by_service_id(APPLICATION_ID),
+        "GET",
+        "mounts.listByServiceId",
+        {"serviceId": APPLICATION_ID, "serviceType": "application"},
+        None,
+        [mount_row()],
+        id="mounts.listByServiceId",
+    ),
+    pytest.param(
+        lambda c: c.mounts_create_volume(
+            application_id=APPLICATION_ID, volume_name=VOLUME_NAME, mount_path="/workspace"
+        ),
+        "POST",
+        "mounts.create",
+        {},
+        {
+            "serviceId": APPLICATION_ID,
+            "serviceType": "application",
+            "type": "volume",
+            "volumeName": VOLUME_NAME,
+            "mountPath": "/workspace",
+        },
+        mount_row(),
+        id="mounts.create",
+    ),
+    pytest.param(
+        lambda c: c.mounts_remove(MOUNT_ID),
+        "POST",
+        "mounts.remove",
+        {},
+        {"mountId": MOUNT_ID},
+        mount_row(),
+        id="mounts.remove",
+    ),
+    pytest.param(
+        lambda c: c.docker_volume_remove(VOLUME_NAME),
+        "POST",
+        "dockerVolume.removeVolume",
+        {},
+        {"volumeName": VOLUME_NAME},
+        None,
+        id="dockerVolume.removeVolume",
+    ),
 ]
 
 
@@ -490,6 +579,213 @@ def test_invalid_json_is_a_bad_response(api, client):
         client.project_all()
 
     assert caught.value.code == "BAD_RESPONSE"
+
+
+# --- Mounts, volumes and limits ---------------------------------------------------------------
+
+
+def test_application_one_reads_mounts_and_limits(api, client):
+    unattached = mount_row(mountId="mnt_2", applicationId=None, volumeName=None)
+    api.get(f"{API}/application.one").respond(
+        json=application_one_row(
+            mounts=[mount_row(), unattached], memoryLimit="2147483648", cpuLimit="1500000000"
+        )
+    )
+
+    application = client.application_one(APPLICATION_ID)
+
+    first, second = application.mounts
+    assert first == Mount(
+        mount_id=MOUNT_ID,
+        type="volume",
+        mount_path="/workspace",
+        volume_name=VOLUME_NAME,
+        service_type="application",
+        application_id=APPLICATION_ID,
+    )
+    assert first.is_named_volume
+    assert second.application_id is None
+    assert not second.is_named_volume
+    assert application.memory_limit == "2147483648"
+    assert application.cpu_limit == "1500000000"
+    assert application.memory_reservation is None
+    assert application.cpu_reservation is None
+
+
+def test_mounts_create_answers_the_typed_row(api, client):
+    api.post(f"{API}/mounts.create").respond(json=mount_row())
+
+    mount = client.mounts_create_volume(
+        application_id=APPLICATION_ID, volume_name=VOLUME_NAME, mount_path="/workspace"
+    )
+
+    assert mount.mount_id == MOUNT_ID
+    assert mount.volume_name == VOLUME_NAME
+    assert mount.raw["serviceType"] == "application"
+
+
+@pytest.mark.parametrize(
+    ("volume_name", "mount_path"),
+    [
+        ("", "/workspace"),
+        ("w", "/workspace"),
+        ("-ws-alice", "/workspace"),
+        (".ws-alice", "/workspace"),
+        ("ws alice", "/workspace"),
+        ("ws/alice", "/workspace"),
+        ("ws:alice", "/workspace"),
+        (VOLUME_NAME, "workspace"),
+        (VOLUME_NAME, ""),
+        (VOLUME_NAME, "/"),
+    ],
+)
+def test_mounts_create_refuses_what_docker_would_refuse_before_sending(
+    api, client, volume_name, mount_path
+):
+    route = api.post(f"{API}/mounts.create").respond(json=mount_row())
+
+    with pytest.raises(ValueError, match=r"is not (a Docker volume name|an absolute path)"):
+        client.mounts_create_volume(
+            application_id=APPLICATION_ID, volume_name=volume_name, mount_path=mount_path
+        )
+
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "error", "message"),
+    [
+        ({"memory_bytes": "2G"}, TypeError, "memory_bytes must be a whole number, not str"),
+        ({"memory_bytes": 1.5 * GIB}, TypeError, "memory_bytes must be a whole number, not float"),
+        ({"cpu_nanos": True}, TypeError, "cpu_nanos must be a whole number, not bool"),
+        ({"memory_bytes": 2}, ValueError, "memory_bytes must be at least 6291456, not 2"),
+        ({"memory_bytes": 6 * MIB - 1}, ValueError, "memory_bytes must be at least 6291456"),
+        ({"cpu_nanos": 1}, ValueError, "cpu_nanos must be at least 1000000, not 1"),
+        ({"cpu_nanos": -1_000_000_000}, ValueError, "cpu_nanos must be at least 1000000"),
+        (
+            {"cpu_reservation_nanos": 999_999},
+            ValueError,
+            "cpu_reservation_nanos must be at least 1000000",
+        ),
+        (
+            {"memory_reservation_bytes": MIB},
+            ValueError,
+            "memory_reservation_bytes must be at least 6291456",
+        ),
+        (
+            {"memory_bytes": GIB, "memory_reservation_bytes": 2 * GIB},
+            ValueError,
+            "memory_reservation_bytes must not exceed memory_bytes",
+        ),
+    ],
+)
+def test_set_limits_refuses_what_swarm_would_refuse_before_sending(
+    api, client, limits, error, message
+):
+    route = api.post(f"{API}/application.update").respond(json=True)
+    arguments = {"memory_bytes": None, "cpu_nanos": None, **limits}
+
+    with pytest.raises(error, match=message):
+        client.application_set_limits(APPLICATION_ID, **arguments)
+
+    assert route.call_count == 0
+
+
+def test_set_limits_takes_the_minimums(api, client):
+    route = api.post(f"{API}/application.update").respond(json=True)
+
+    assert client.application_set_limits(APPLICATION_ID, memory_bytes=6 * MIB, cpu_nanos=1_000_000)
+
+    body = json_body(route.calls.last.request)
+    assert body["memoryLimit"] == "6291456"
+    assert body["cpuLimit"] == "1000000"
+
+
+def test_remove_volume_accepts_the_empty_answer_and_refuses_bad_names(api, client):
+    route = api.post(f"{API}/dockerVolume.removeVolume").mock(
+        return_value=httpx.Response(200, headers={"content-type": "application/json"})
+    )
+
+    assert client.docker_volume_remove(VOLUME_NAME) is None
+    with pytest.raises(ValueError, match="is not a Docker volume name"):
+        client.docker_volume_remove("")
+
+    assert route.call_count == 1
+
+
+def docker_says(reason: str) -> httpx.Response:
+    message = (
+        f"Command execution failed: Command failed: docker volume rm {VOLUME_NAME}\n"
+        f"Error response from daemon: {reason}\n"
+    )
+    return answer(
+        500,
+        trpc_error(500, "INTERNAL_SERVER_ERROR", message, "dockerVolume.removeVolume"),
+    )
+
+
+def test_a_volume_in_use_is_retried_by_the_retry_layer_then_removed(api, client, waits):
+    in_use = docker_says(f"remove {VOLUME_NAME}: volume is in use - [4b1c9e]")
+    route = api.post(f"{API}/dockerVolume.removeVolume").mock(
+        side_effect=[in_use, in_use, answer(200)]
+    )
+
+    client.docker_volume_remove(VOLUME_NAME)
+
+    assert route.call_count == 3
+    assert waits == [1.0, 2.0]
+
+
+def test_in_use_and_missing_volumes_are_told_apart(api, client, waits):
+    in_use = docker_says(f"remove {VOLUME_NAME}: volume is in use - [4b1c9e]")
+    missing = docker_says(f"get {VOLUME_NAME}: no such volume")
+    api.post(f"{API}/dockerVolume.removeVolume").mock(side_effect=[in_use] * 6 + [missing] * 6)
+
+    with pytest.raises(DokployError) as busy:
+        client.docker_volume_remove(VOLUME_NAME)
+    with pytest.raises(DokployError) as gone:
+        client.docker_volume_remove(VOLUME_NAME)
+
+    assert volume_in_use(busy.value)
+    assert not volume_missing(busy.value)
+    assert volume_missing(gone.value)
+    assert not volume_in_use(gone.value)
+    assert busy.value.status == 500
+    assert "volume is in use" in str(busy.value)
+
+
+def test_other_failures_are_neither_in_use_nor_missing(api, client, waits):
+    api.post(f"{API}/application.stop").mock(return_value=outage(500))
+
+    with pytest.raises(DokployError) as caught:
+        client.application_stop(APPLICATION_ID)
+
+    assert not volume_in_use(caught.value)
+    assert not volume_missing(caught.value)
+
+
+def test_there_is_no_method_for_the_volume_prune():
+    names = [name.lower() for name in dir(DokployClient)]
+
+    assert [name for name in names if "clean" in name or "prune" in name] == []
+
+
+def test_no_code_under_stacks_names_the_volume_prune_endpoint():
+    """settings.cleanUnusedVolumes deletes every stopped person's files. Only the simulator,
+    which plays Dokploy, may name it."""
+    root = Path(__file__).resolve().parents[2] / "stacks"
+    simulator = root / "dokploy" / "simulator.py"
+    naming = [
+        str(path.relative_to(root))
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and path != simulator
+        and "__pycache__" not in path.parts
+        and "cleanunusedvolumes" in re.sub(r"[^a-z]", "", path.read_text(errors="replace").lower())
+    ]
+
+    assert naming == []
+    assert "cleanUnusedVolumes" in simulator.read_text()
 
 
 # --- Retries ----------------------------------------------------------------------------------
@@ -1198,3 +1494,52 @@ def test_an_ambiguous_create_against_the_simulator_makes_one_project(simulator):
 
     assert [p.project_id for p in projects] == [created.project.project_id]
     assert simulator.call_count("project.create") == 1
+
+
+def test_a_workspace_volume_and_limits_through_the_client_against_the_simulator(simulator):
+    with DokployClient(
+        base_url=simulator.url, api_key="simulator-key", retry_base=0.0, jitter=False
+    ) as client:
+        created = client.project_create(name="ai-stack-alice")
+        app = client.application_create(
+            name="opencode-alice",
+            environment_id=created.environment.environment_id,
+            app_name="opencode-alice",
+            source_type="docker",
+        )
+        client.application_save_docker_provider(
+            application_id=app.application_id, docker_image="ghcr.io/ai-stack/opencode:1"
+        )
+        mount = client.mounts_create_volume(
+            application_id=app.application_id, volume_name=VOLUME_NAME, mount_path="/workspace"
+        )
+        client.application_set_limits(
+            app.application_id, memory_bytes=2 * GIB, cpu_nanos=1_500_000_000
+        )
+        client.application_deploy(app.application_id)
+        assert simulator.wait_idle()
+        one = client.application_one(app.application_id)
+        listed = client.mounts_list_by_service_id(app.application_id)
+        assert app.app_name is not None
+        simulator.write_file(app.app_name, "/workspace/notes.txt", "kept")
+        spec = simulator.state()["services"][app.app_name]
+        client.application_delete(app.application_id)
+        kept = simulator.volume(VOLUME_NAME)
+        client.docker_volume_remove(VOLUME_NAME)  # in use once, then the retry removes it
+        with pytest.raises(DokployError) as gone:
+            client.docker_volume_remove(VOLUME_NAME)
+
+    assert one.deployments[0].status == "done"
+    assert one.mounts == [mount]
+    assert listed == [mount]
+    assert (one.memory_limit, one.cpu_limit) == ("2147483648", "1500000000")
+    assert spec["mounts"] == [{"Type": "volume", "Source": VOLUME_NAME, "Target": "/workspace"}]
+    assert spec["resources"] == {
+        "Limits": {"MemoryBytes": 2147483648, "NanoCPUs": 1500000000},
+        "Reservations": {},
+    }
+    assert kept is not None
+    assert kept["files"] == {"notes.txt": "kept"}
+    assert simulator.volume(VOLUME_NAME) is None
+    assert volume_missing(gone.value)
+    assert simulator.call_count("dockerVolume.removeVolume") == 2 + 6

@@ -19,7 +19,9 @@ from tests.dokploy.client_fixtures import (
     DEPLOYMENT_ID,
     DOMAIN_ID,
     ENVIRONMENT_ID,
+    MOUNT_ID,
     PROJECT_ID,
+    VOLUME_NAME,
     application_one_row,
     application_row,
     deployment_row,
@@ -27,6 +29,7 @@ from tests.dokploy.client_fixtures import (
     environment_row,
     listed_environment,
     listed_project,
+    mount_row,
     project_row,
 )
 from tests.dokploy.openapi_contract import Contract, load_openapi, openapi_path
@@ -54,6 +57,10 @@ ANSWERS: dict[str, Any] = {
     "domain.delete": domain_row(),
     "deployment.all": [deployment_row()],
     "deployment.readLogs": "built\n",
+    "mounts.listByServiceId": [mount_row()],
+    "mounts.create": mount_row(),
+    "mounts.remove": mount_row(),
+    "dockerVolume.removeVolume": None,
 }
 
 # Every public client method, called the way the pipeline calls it (and with every option).
@@ -138,6 +145,30 @@ CALLS: list[tuple[str, Callable[[DokployClient], Any]]] = [
     ("deployment_all", lambda c: c.deployment_all(APPLICATION_ID)),
     ("deployment_read_logs", lambda c: c.deployment_read_logs(DEPLOYMENT_ID)),
     ("deployment_read_logs", lambda c: c.deployment_read_logs(DEPLOYMENT_ID, tail=10000)),
+    (
+        "application_set_limits",
+        lambda c: c.application_set_limits(
+            APPLICATION_ID,
+            memory_bytes=2147483648,
+            cpu_nanos=1500000000,
+            memory_reservation_bytes=1073741824,
+            cpu_reservation_nanos=500000000,
+        ),
+    ),
+    (
+        "application_set_limits",
+        lambda c: c.application_set_limits(APPLICATION_ID, memory_bytes=None, cpu_nanos=None),
+    ),
+    ("mounts_list_by_service_id", lambda c: c.mounts_list_by_service_id(APPLICATION_ID)),
+    (
+        "mounts_create_volume",
+        lambda c: c.mounts_create_volume(
+            application_id=APPLICATION_ID, volume_name=VOLUME_NAME, mount_path="/workspace"
+        ),
+    ),
+    ("mounts_remove", lambda c: c.mounts_remove(MOUNT_ID)),
+    ("docker_volume_remove", lambda c: c.docker_volume_remove(VOLUME_NAME)),
+    ("docker_volume_remove", lambda c: c.docker_volume_remove("a.b_c-9")),
 ]
 
 
@@ -378,6 +409,26 @@ BAD_REQUESTS = [
         request("GET", "project.all", headers={}),
         "missing header x-api-key",
         id="no-key",
+    ),
+    pytest.param(
+        request("POST", "dockerVolume.removeVolume", {"volumeName": "ws/alice"}),
+        "body.volumeName: 'ws/alice' does not match",
+        id="volume-name-pattern",
+    ),
+    pytest.param(
+        request("POST", "mounts.create", {"serviceId": "a", "type": "volume"}),
+        "body: missing required field mountPath",
+        id="mount-without-path",
+    ),
+    pytest.param(
+        request("GET", "mounts.listByServiceId", params={"serviceId": "a", "serviceType": ""}),
+        "query.serviceType: shorter than 1",
+        id="empty-service-type",
+    ),
+    pytest.param(
+        request("POST", "application.update", {"applicationId": "a", "memoryLimit": 2}),
+        "body.memoryLimit: matches none of anyOf",
+        id="limit-as-a-number",
     ),
 ]
 

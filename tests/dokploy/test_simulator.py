@@ -715,6 +715,625 @@ def test_domain_update_one_and_delete(api: httpx.Client, simulator: DokploySimul
     assert health(simulator, "new.ai.localhost").status_code == 404
 
 
+# --- mounts ----------------------------------------------------------------------------------
+
+WORKSPACE = "/workspace"
+REFUSED = "(HTTP code 400) bad parameter - rpc error: code = InvalidArgument desc = "
+DAEMON = "task failed to start: Error response from daemon: "
+
+
+def create_mount(
+    api: httpx.Client,
+    application_id: str,
+    volume_name: str | None = "ws-alice",
+    path: str = WORKSPACE,
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "serviceId": application_id,
+        "serviceType": "application",
+        "type": "volume",
+        "volumeName": volume_name,
+        "mountPath": path,
+        **extra,
+    }
+    return ok(api.post("/api/mounts.create", json=body))
+
+
+def app_one(api: httpx.Client, application_id: str) -> dict[str, Any]:
+    return ok(api.get("/api/application.one", params={"applicationId": application_id}))
+
+
+def service(simulator: DokploySimulator, app: dict[str, Any]) -> dict[str, Any]:
+    services: dict[str, dict[str, Any]] = simulator.state()["services"]
+    return services[app["appName"]]
+
+
+def test_mount_create_answers_the_row_and_every_read_shows_it(api: httpx.Client) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+
+    mount = create_mount(api, app_id)
+
+    assert NANOID.match(mount["mountId"])
+    assert mount == {
+        "mountId": mount["mountId"],
+        "type": "volume",
+        "hostPath": None,
+        "volumeName": "ws-alice",
+        "filePath": None,
+        "content": None,
+        "serviceType": "application",
+        "mountPath": WORKSPACE,
+        "applicationId": app_id,
+        "composeId": None,
+        "libsqlId": None,
+        "mariadbId": None,
+        "mongoId": None,
+        "mysqlId": None,
+        "postgresId": None,
+        "redisId": None,
+    }
+    assert app_one(api, app_id)["mounts"] == [mount]
+    listed = api.get(
+        "/api/mounts.listByServiceId", params={"serviceId": app_id, "serviceType": "application"}
+    )
+    assert listed.json() == [mount]
+    one = ok(api.get("/api/mounts.one", params={"mountId": mount["mountId"]}))
+    assert one["volumeName"] == "ws-alice"
+    assert one["application"]["appName"] == app["appName"]
+    assert one["application"]["serverId"] is None
+    assert one["postgres"] is None
+
+
+def test_a_mount_without_service_type_is_stored_unattached_and_never_mounted(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    body = {"serviceId": app["applicationId"], "type": "volume", "volumeName": "ws-alice"}
+
+    mount = ok(api.post("/api/mounts.create", json={**body, "mountPath": WORKSPACE}))
+    deploy_and_wait(api, app["applicationId"])
+
+    assert mount["applicationId"] is None
+    assert mount["serviceType"] == "application"
+    assert app_one(api, app["applicationId"])["mounts"] == []
+    assert service(simulator, app)["mounts"] == []
+    assert simulator.volume("ws-alice") is None
+    assert simulator.state()["mounts"][mount["mountId"]]["applicationId"] is None
+
+
+def test_mount_create_is_not_idempotent_and_a_second_mount_on_a_path_breaks_every_deploy(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+    first = create_mount(api, app_id)
+    deploy_and_wait(api, app_id)
+    version = service(simulator, app)["version"]
+
+    second = create_mount(api, app_id)
+    failed = deploy_and_wait(api, app_id, "application.redeploy")
+    failed_again = deploy_and_wait(api, app_id)
+
+    assert second["mountId"] != first["mountId"]
+    assert len(app_one(api, app_id)["mounts"]) == 2
+    expected = REFUSED + "ContainerSpec: duplicate mount point: /workspace"
+    assert failed["status"] == "error"
+    assert failed["errorMessage"] == expected
+    assert failed_again["errorMessage"] == expected
+    log = api.get("/api/deployment.readLogs", params={"deploymentId": failed["deploymentId"]})
+    assert log.json().endswith(f"Error: {expected}")
+    assert app_one(api, app_id)["applicationStatus"] == "error"
+    assert service(simulator, app)["version"] == version  # the old spec keeps running
+    api.post("/api/mounts.remove", json={"mountId": second["mountId"]})
+    assert deploy_and_wait(api, app_id, "application.redeploy")["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "code"),
+    [
+        ({"mountPath": ""}, "mountPath", "too_small"),
+        ({"mountPath": None}, "mountPath", "invalid_type"),
+        ({"type": "nfs"}, "type", "invalid_value"),
+        ({"serviceType": "service"}, "serviceType", "invalid_value"),
+        ({"serviceType": None}, "serviceType", "invalid_value"),
+        ({"serviceId": ""}, "serviceId", "too_small"),
+        ({"volumeName": 5}, "volumeName", "invalid_type"),
+    ],
+)
+def test_mount_create_validation(
+    api: httpx.Client, change: dict[str, Any], path: str, code: str
+) -> None:
+    body = {"serviceId": "x", "type": "volume", "volumeName": "v1", "mountPath": WORKSPACE}
+
+    response = api.post("/api/mounts.create", json={**body, **change})
+
+    assert_trpc_error(response, 400, "BAD_REQUEST", "mounts.create")
+    assert [(issue["path"], issue["code"]) for issue in response.json()["issues"]] == [
+        ([path], code)
+    ]
+
+
+@pytest.mark.parametrize("service_type", ["application", "postgres"])
+def test_mount_for_an_unknown_service_is_a_foreign_key_400(
+    api: httpx.Client, service_type: str
+) -> None:
+    body = {"serviceId": "nope", "serviceType": service_type, "type": "volume"}
+
+    response = api.post("/api/mounts.create", json={**body, "mountPath": WORKSPACE})
+
+    assert_trpc_error(response, 400, "BAD_REQUEST", "mounts.create")
+    column = f"{service_type}Id"
+    assert response.json()["message"] == (
+        'Error insert or update on table "mount" violates foreign key constraint '
+        f'"mount_{column}_{service_type}_{column}_fk"'
+    )
+
+
+def test_mount_remove_one_and_list_errors(api: httpx.Client) -> None:
+    app = stack(api)["app"]
+    mount = create_mount(api, app["applicationId"])
+
+    removed = api.post("/api/mounts.remove", json={"mountId": mount["mountId"]})
+    again = api.post("/api/mounts.remove", json={"mountId": mount["mountId"]})
+    one = api.get("/api/mounts.one", params={"mountId": mount["mountId"]})
+    unknown_app = api.get(
+        "/api/mounts.listByServiceId", params={"serviceId": "nope", "serviceType": "application"}
+    )
+    database = api.get(
+        "/api/mounts.listByServiceId", params={"serviceId": "pg", "serviceType": "postgres"}
+    )
+    nonsense = api.get(
+        "/api/mounts.listByServiceId", params={"serviceId": "x", "serviceType": "website"}
+    )
+
+    assert removed.json() == mount
+    assert app_one(api, app["applicationId"])["mounts"] == []
+    assert_trpc_error(again, 404, "NOT_FOUND", "mounts.remove")
+    assert again.json()["message"] == "Mount not found"
+    assert_trpc_error(one, 404, "NOT_FOUND", "mounts.one")
+    assert_trpc_error(unknown_app, 404, "NOT_FOUND", "mounts.listByServiceId")
+    assert unknown_app.json()["message"] == "Application not found"
+    assert database.json()["message"] == "Postgres not found"
+    assert_trpc_error(nonsense, 401, "UNAUTHORIZED", "mounts.listByServiceId")
+
+
+def test_deleting_the_application_cascades_to_its_mount_rows(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    mount = create_mount(api, app["applicationId"])
+
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+
+    assert simulator.state()["mounts"] == {}
+    missing = api.get("/api/mounts.one", params={"mountId": mount["mountId"]})
+    assert missing.status_code == 404
+
+
+# --- volumes and files -----------------------------------------------------------------------
+
+
+def test_a_named_volume_is_made_by_the_first_deploy_and_keeps_files_across_redeploys(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    assert simulator.volume("ws-alice") is None
+
+    deploy_and_wait(api, app["applicationId"])
+    in_volume = simulator.write_file(app["appName"], "/workspace/notes.txt", "kept")
+    in_layer = simulator.write_file(app["appName"], "/tmp/scratch.txt", "lost")
+    deploy_and_wait(api, app["applicationId"], "application.redeploy")
+    deploy_and_wait(api, app["applicationId"])
+
+    assert in_volume == "ws-alice"
+    assert in_layer is None
+    assert simulator.read_file(app["appName"], "/workspace/notes.txt") == "kept"
+    assert simulator.read_file(app["appName"], "/tmp/scratch.txt") is None
+    volume = simulator.volume("ws-alice")
+    assert volume is not None
+    assert volume["files"] == {"notes.txt": "kept"}
+    assert volume["anonymous"] is False
+    assert service(simulator, app)["mounts"] == [
+        {"Type": "volume", "Source": "ws-alice", "Target": WORKSPACE}
+    ]
+    assert list(simulator.state()["volumes"]) == ["ws-alice"]
+
+
+def test_files_survive_stop_and_start_but_start_keeps_the_last_spec(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+    create_mount(api, app_id)
+    deploy_and_wait(api, app_id)
+    simulator.write_file(app["appName"], "/workspace/notes.txt", "kept")
+
+    api.post("/api/application.stop", json={"applicationId": app_id})
+    with pytest.raises(ValueError, match="has no running container"):
+        simulator.read_file(app["appName"], "/workspace/notes.txt")
+    create_mount(api, app_id, volume_name="cache-alice", path="/cache")
+    api.post("/api/application.start", json={"applicationId": app_id})
+
+    assert simulator.read_file(app["appName"], "/workspace/notes.txt") == "kept"
+    assert [m["Target"] for m in service(simulator, app)["mounts"]] == [WORKSPACE]
+    assert simulator.volume("cache-alice") is None
+    deploy_and_wait(api, app_id, "application.redeploy")
+    assert [m["Target"] for m in service(simulator, app)["mounts"]] == [WORKSPACE, "/cache"]
+    assert simulator.volume("cache-alice") is not None
+
+
+def test_reload_restarts_a_stopped_application_with_its_new_mounts(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+    create_mount(api, app_id)
+    deploy_and_wait(api, app_id)
+    simulator.write_file(app["appName"], "/workspace/notes.txt", "kept")
+    api.post("/api/application.stop", json={"applicationId": app_id})
+    create_mount(api, app_id, volume_name="cache-alice", path="/cache")
+
+    reload = api.post("/api/application.reload", json={"applicationId": app_id, "appName": "x"})
+
+    assert reload.json() is True
+    assert service(simulator, app)["replicas"] == 1
+    assert [m["Target"] for m in service(simulator, app)["mounts"]] == [WORKSPACE, "/cache"]
+    assert simulator.read_file(app["appName"], "/workspace/notes.txt") == "kept"
+    assert app_one(api, app_id)["applicationStatus"] == "done"
+
+
+def test_a_volume_outlives_its_mount_application_and_project(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    built = stack(api)
+    app = built["app"]
+    mount = create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    simulator.write_file(app["appName"], "/workspace/notes.txt", "kept")
+
+    api.post("/api/mounts.remove", json={"mountId": mount["mountId"]})
+    deploy_and_wait(api, app["applicationId"], "application.redeploy")
+    unmounted = simulator.read_file(app["appName"], "/workspace/notes.txt")
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+    api.post("/api/project.remove", json={"projectId": built["project"]["projectId"]})
+    again = stack(api)["app"]
+    create_mount(api, again["applicationId"])
+    deploy_and_wait(api, again["applicationId"])
+
+    assert unmounted is None
+    assert simulator.read_file(again["appName"], "/workspace/notes.txt") == "kept"
+
+
+def test_project_remove_alone_leaves_the_service_using_its_volume(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    built = stack(api)
+    app = built["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+
+    api.post("/api/project.remove", json={"projectId": built["project"]["projectId"]})
+    removal = api.post("/api/dockerVolume.removeVolume", json={"volumeName": "ws-alice"})
+
+    assert simulator.state()["mounts"] == {}
+    assert removal.status_code == 500
+    assert "volume is in use" in removal.json()["message"]
+
+
+@pytest.mark.parametrize("volume_name", ["", None], ids=["empty", "null"])
+def test_a_mount_without_a_volume_name_gets_an_empty_anonymous_volume_every_deploy(
+    api: httpx.Client, simulator: DokploySimulator, volume_name: str | None
+) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"], volume_name=volume_name)
+    deploy_and_wait(api, app["applicationId"])
+    first = simulator.write_file(app["appName"], "/workspace/notes.txt", "lost")
+
+    deploy_and_wait(api, app["applicationId"], "application.redeploy")
+
+    assert first is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    assert service(simulator, app)["mounts"] == [
+        {"Type": "volume", "Source": "", "Target": WORKSPACE}
+    ]
+    assert simulator.read_file(app["appName"], "/workspace/notes.txt") is None
+    assert simulator.volume(first) is None
+    [now] = simulator.state()["volumes"].values()
+    assert now["anonymous"] is True
+    assert now["files"] == {}
+
+
+def test_earlier_files_in_an_existing_volume_are_seen_by_a_new_service(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    simulator.add_volume("ws-alice", {"projects/todo.md": "from before"})
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+
+    deploy_and_wait(api, app["applicationId"])
+
+    assert simulator.read_file(app["appName"], "/workspace/projects/todo.md") == "from before"
+    with pytest.raises(ValueError, match="not a valid Docker volume name"):
+        simulator.add_volume("-x")
+
+
+def test_files_are_only_reachable_inside_a_running_container(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+
+    with pytest.raises(ValueError, match="has no running container"):
+        simulator.write_file(app["appName"], "/workspace/notes.txt", "x")
+    deploy_and_wait(api, app["applicationId"])
+    with pytest.raises(ValueError, match="not an absolute path"):
+        simulator.write_file(app["appName"], "workspace/notes.txt", "x")
+    with pytest.raises(ValueError, match="is the mount point of volume ws-alice"):
+        simulator.write_file(app["appName"], WORKSPACE, "x")
+    with pytest.raises(ValueError, match="has no running container"):
+        simulator.read_file("nobody", "/workspace/notes.txt")
+
+
+def in_use_message(volume_name: str, container_id: str) -> str:
+    return (
+        f"Command execution failed: Command failed: docker volume rm {volume_name}\n"
+        f"Error response from daemon: remove {volume_name}: volume is in use - [{container_id}]\n"
+    )
+
+
+def remove_volume(api: httpx.Client, volume_name: str = "ws-alice") -> httpx.Response:
+    return api.post("/api/dockerVolume.removeVolume", json={"volumeName": volume_name})
+
+
+def test_remove_volume_is_refused_while_a_service_uses_it_even_stopped(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    container_id = service(simulator, app)["container"]["id"]
+
+    running = remove_volume(api)
+    api.post("/api/application.stop", json={"applicationId": app["applicationId"]})
+    stopped = remove_volume(api)
+
+    assert_trpc_error(running, 500, "INTERNAL_SERVER_ERROR", "dockerVolume.removeVolume")
+    assert running.json()["message"] == in_use_message("ws-alice", container_id)
+    assert stopped.json()["message"] == in_use_message("ws-alice", container_id)
+    assert simulator.volume("ws-alice") is not None
+
+
+def test_after_application_delete_the_volume_is_in_use_for_a_moment_then_removed(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    simulator.volume_release(calls=2)
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    container_id = service(simulator, app)["container"]["id"]
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+
+    answers = [remove_volume(api) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [500, 500, 200, 500]
+    assert answers[0].json()["message"] == in_use_message("ws-alice", container_id)
+    assert answers[2].content == b""
+    assert answers[3].json()["message"] == (
+        "Command execution failed: Command failed: docker volume rm ws-alice\n"
+        "Error response from daemon: get ws-alice: no such volume\n"
+    )
+    assert simulator.volume("ws-alice") is None
+
+
+def test_by_default_one_remove_volume_call_finds_a_deleted_service_still_there(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+
+    assert [remove_volume(api).status_code for _ in range(2)] == [500, 200]
+
+
+def test_the_release_can_last_seconds(api: httpx.Client, simulator: DokploySimulator) -> None:
+    simulator.volume_release(calls=0, seconds=3600)
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+
+    assert [remove_volume(api).status_code for _ in range(3)] == [500, 500, 500]
+
+
+def test_without_a_release_the_volume_goes_at_once(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    simulator.volume_release(calls=0)
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+
+    assert remove_volume(api).status_code == 200
+    assert simulator.state()["volumes"] == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"volumeName": ""}, 400, "Input validation failed"),
+        ({"volumeName": "ws/alice"}, 400, "Input validation failed"),
+        ({"volumeName": "ws-alice", "serverId": "srv"}, 404, "Server not found"),
+    ],
+)
+def test_remove_volume_input(
+    api: httpx.Client, body: dict[str, Any], status: int, message: str
+) -> None:
+    response = api.post("/api/dockerVolume.removeVolume", json=body)
+
+    assert response.status_code == status
+    assert response.json()["message"] == message
+
+
+def test_remove_volume_pattern_message(api: httpx.Client) -> None:
+    response = remove_volume(api, "ws alice")
+
+    [issue] = response.json()["issues"]
+    assert issue["message"] == "Invalid volume name."
+
+
+def test_clean_unused_volumes_prunes_every_volume_no_running_service_uses(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    running = stack(api)["app"]
+    create_mount(api, running["applicationId"], volume_name="ws-alice")
+    deploy_and_wait(api, running["applicationId"])
+    stopped = stack(api)["app"]
+    create_mount(api, stopped["applicationId"], volume_name="ws-bob")
+    deploy_and_wait(api, stopped["applicationId"])
+    api.post("/api/application.stop", json={"applicationId": stopped["applicationId"]})
+    simulator.add_volume("ws-carol", {"notes.txt": "from before"})
+
+    response = api.post(
+        "/api/settings.cleanUnusedVolumes",
+        content=b"",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 200
+    assert response.json() is True
+    assert list(simulator.state()["volumes"]) == ["ws-alice"]
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def set_limits(api: httpx.Client, application_id: str, **limits: str | None) -> None:
+    response = api.post("/api/application.update", json={"applicationId": application_id, **limits})
+    assert response.json() is True
+
+
+def test_limits_are_parse_int_ed_and_apply_at_the_next_deploy_redeploy_or_reload(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    app_id = app["applicationId"]
+    deploy_and_wait(api, app_id)
+    before = service(simulator, app)["resources"]
+
+    set_limits(
+        api,
+        app_id,
+        memoryLimit="2147483648",
+        memoryReservation="1073741824",
+        cpuLimit="1500000000",
+        cpuReservation="500000000",
+    )
+    unchanged = service(simulator, app)["resources"]
+    deploy_and_wait(api, app_id, "application.redeploy")
+    applied = service(simulator, app)["resources"]
+    set_limits(api, app_id, memoryLimit=None, memoryReservation=None, cpuReservation=None)
+    api.post("/api/application.stop", json={"applicationId": app_id})
+    api.post("/api/application.start", json={"applicationId": app_id})
+    after_start = service(simulator, app)["resources"]
+    reload = api.post("/api/application.reload", json={"applicationId": app_id, "appName": "x"})
+
+    assert before == {"Limits": {}, "Reservations": {}}
+    assert unchanged == before
+    assert applied == {
+        "Limits": {"MemoryBytes": 2147483648, "NanoCPUs": 1500000000},
+        "Reservations": {"MemoryBytes": 1073741824, "NanoCPUs": 500000000},
+    }
+    assert after_start == applied
+    assert reload.json() is True
+    assert service(simulator, app)["resources"] == {
+        "Limits": {"NanoCPUs": 1500000000},
+        "Reservations": {},
+    }
+    assert app_one(api, app_id)["cpuLimit"] == "1500000000"
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        ({"memoryLimit": "2G"}, REFUSED + "invalid memory value 2: Must be at least 4MiB"),
+        (
+            {"memoryReservation": "512M"},
+            REFUSED + "invalid memory value 512: Must be at least 4MiB",
+        ),
+        ({"cpuLimit": "1.5"}, REFUSED + "invalid cpu value 1e-09: Must be at least 0.001"),
+        ({"cpuLimit": "1"}, REFUSED + "invalid cpu value 1e-09: Must be at least 0.001"),
+        ({"memoryLimit": "5242880"}, DAEMON + "Minimum memory limit allowed is 6MB"),
+        (
+            {"cpuLimit": "5000000000"},
+            DAEMON + "Range of CPUs is from 0.01 to 4.00, as there are only 4 CPUs available",
+        ),
+        (
+            {"memoryReservation": "17179869184"},
+            "task not scheduled: no suitable node (insufficient resources on 1 node)",
+        ),
+    ],
+    ids=["2G", "512M", "cpus-1.5", "cpus-1", "5MiB", "5-cpus", "16GiB-reserved"],
+)
+def test_limits_swarm_would_reject_fail_the_deploy(
+    api: httpx.Client, simulator: DokploySimulator, limits: dict[str, str], error: str
+) -> None:
+    app = stack(api)["app"]
+    set_limits(api, app["applicationId"], **limits)
+
+    failed = deploy_and_wait(api, app["applicationId"])
+
+    assert failed["status"] == "error"
+    assert failed["errorMessage"] == error
+    log = api.get("/api/deployment.readLogs", params={"deploymentId": failed["deploymentId"]})
+    assert log.json().endswith(f"Error: {error}")
+    assert app["appName"] not in simulator.state()["services"]
+    assert app_one(api, app["applicationId"])["applicationStatus"] == "error"
+
+
+def test_a_limit_parse_int_cannot_read_is_silently_no_limit(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    set_limits(api, app["applicationId"], memoryLimit="two gigabytes", cpuLimit="one")
+
+    done = deploy_and_wait(api, app["applicationId"])
+
+    assert done["status"] == "done"
+    assert service(simulator, app)["resources"] == {"Limits": {}, "Reservations": {}}
+
+
+def test_reload_with_limits_swarm_rejects_is_a_500(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    app = stack(api)["app"]
+    deploy_and_wait(api, app["applicationId"])
+    set_limits(api, app["applicationId"], memoryLimit="2G")
+
+    reload = api.post(
+        "/api/application.reload",
+        json={"applicationId": app["applicationId"], "appName": app["appName"]},
+    )
+
+    assert_trpc_error(reload, 500, "INTERNAL_SERVER_ERROR", "application.reload")
+    assert reload.json()["message"] == "Error reloading application"
+    assert app_one(api, app["applicationId"])["applicationStatus"] == "error"
+    assert service(simulator, app)["resources"] == {"Limits": {}, "Reservations": {}}
+
+
+def test_a_bigger_simulated_host() -> None:
+    with DokploySimulator(deploy_seconds=0.0, queue_delay=0.0, host_cpus=16) as sim:
+        headers = {"x-api-key": sim.api_key}
+        with httpx.Client(base_url=sim.url, headers=headers, timeout=5, verify=TLS) as client:
+            app = stack(client)["app"]
+            set_limits(client, app["applicationId"], cpuLimit="12000000000")
+            assert deploy_and_wait(client, app["applicationId"])["status"] == "done"
+
+
 # --- public side of the stacks ---------------------------------------------------------------
 
 
@@ -940,6 +1559,52 @@ def test_control_api(api: httpx.Client, simulator: DokploySimulator) -> None:
     assert control.post("/reset").json() == {"ok": True}
     assert control.get("/state").json()["projects"] == {}
     control.close()
+
+
+def test_control_api_for_files_volumes_and_release(
+    api: httpx.Client, simulator: DokploySimulator
+) -> None:
+    control = httpx.Client(base_url=simulator.url + "/_sim", timeout=5, verify=TLS)
+    seeded = {"name": "ws-alice", "files": {"todo.md": "from before"}}
+    assert control.post("/volumes", json=seeded).json() == {"ok": True}
+    assert control.post("/volume-release", json={"calls": 0}).json() == {"ok": True}
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+
+    written = control.post(
+        "/files", json={"app": app["appName"], "path": "/workspace/notes.txt", "content": "hi"}
+    )
+    read = control.get("/files", params={"app": app["appName"], "path": "/workspace/todo.md"})
+    layer = control.get("/files", params={"app": app["appName"], "path": "/etc/motd"})
+    volumes = control.get("/volumes").json()
+    api.post("/api/application.delete", json={"applicationId": app["applicationId"]})
+    removed = remove_volume(api)
+    stopped = control.get("/files", params={"app": app["appName"], "path": "/workspace/x"})
+
+    assert written.json() == {"ok": True, "volume": "ws-alice"}
+    assert read.json() == {"content": "from before", "volume": "ws-alice"}
+    assert layer.json() == {"content": None, "volume": None}
+    assert volumes["ws-alice"]["files"] == {"todo.md": "from before", "notes.txt": "hi"}
+    assert removed.status_code == 200
+    assert stopped.status_code == 400
+    assert "has no running container" in stopped.json()["error"]
+    assert control.post("/volume-release", json={"calls": -1}).status_code == 400
+    assert control.post("/volumes", json={"name": "ws-bob", "files": []}).status_code == 400
+    assert control.get("/nothing").status_code == 404
+    control.close()
+
+
+def test_reset_forgets_mounts_and_volumes(api: httpx.Client, simulator: DokploySimulator) -> None:
+    app = stack(api)["app"]
+    create_mount(api, app["applicationId"])
+    deploy_and_wait(api, app["applicationId"])
+
+    simulator.reset()
+
+    state = simulator.state()
+    assert state["mounts"] == {}
+    assert state["volumes"] == {}
 
 
 # --- lifecycle -------------------------------------------------------------------------------

@@ -5,30 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from stacks import lifecycle
-from stacks.management.foreground import run_in_foreground
+from stacks.management.foreground import UsernameCommand, run_in_foreground
 from stacks.models import DeploymentAttempt, Stack
 
 Kind = DeploymentAttempt.Kind
 
 
-class Command(BaseCommand):
+class Command(UsernameCommand):
     help = (
         "Run a create (or, for a stack that exists, redeploy) attempt for USERNAME in the "
         "foreground, creating the portal user if missing. Exits 0 only when the stack ends healthy."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("username")
+        super().add_arguments(parser)
         parser.add_argument(
             "--redeploy", action="store_true", help="Deploy again even if nothing changed"
         )
         parser.add_argument("--reason", default="deploy_stack command")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username: str = options["username"]
+        username = self.username(options)  # checked before anything is created
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_unusable_password()

@@ -29,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--deploy-seconds", type=float, default=1.0)
         parser.add_argument("--queue-delay", type=float, default=0.05)
         parser.add_argument("--latency", type=float, default=0.0)
+        parser.add_argument(
+            "--volume-release-seconds",
+            type=float,
+            default=0.0,
+            help="how long a deleted service's volumes stay in use",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         api_key = options["api_key"] or getattr(settings, "DOKPLOY_API_KEY", "") or DEFAULT_API_KEY
@@ -39,6 +45,7 @@ class Command(BaseCommand):
             deploy_seconds=options["deploy_seconds"],
             queue_delay=options["queue_delay"],
             latency=options["latency"],
+            volume_release_seconds=options["volume_release_seconds"],
         )
 
         def announce(line: str) -> None:

@@ -5,21 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 
 from stacks import lifecycle
-from stacks.management.foreground import run_in_foreground
+from stacks.management.foreground import UsernameCommand, run_in_foreground
 from stacks.models import DeploymentAttempt
 
 
-class Command(BaseCommand):
+class Command(UsernameCommand):
     help = "Tear down USERNAME's stack in Dokploy (application, domains, project)."
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("username")
-
     def handle(self, *args: Any, **options: Any) -> None:
-        username: str = options["username"]
+        username = self.username(options)
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"there is no portal user {username}")
