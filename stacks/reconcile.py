@@ -108,6 +108,8 @@ def load_records() -> Records:
     )
     for attempt in failed_rollbacks:
         for entry in attempt.created_resources:
+            if entry.get("undone"):
+                continue  # the rollback did remove this one
             # Keyed by id, or by kind and name when the attempt never learned the id.
             key = entry.get("id") or f"{entry.get('kind')}:{entry.get('name')}"
             leftovers.setdefault(key, attempt)

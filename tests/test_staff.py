@@ -58,7 +58,9 @@ def attempt(
     queued = NOW - timedelta(hours=hours_ago)
     row = DeploymentAttempt.objects.create(stack=stack, kind=kind, queued_at=queued)
     if status == Status.CANCELLED:
-        row.transition(Status.CANCELLED, finished_at=queued + timedelta(seconds=5))
+        row.transition(
+            Status.CANCELLED, finished_at=queued + timedelta(seconds=5), error_code="CANCELLED"
+        )
         return row
     row.transition(Status.RUNNING, started_at=queued)
     if status != Status.RUNNING:

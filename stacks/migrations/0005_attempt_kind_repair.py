@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stacks', '0003_step_retry_state_attempt_protect'),
+        ('stacks', '0004_attempt_rollback_progress_and_consistency'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
