@@ -196,10 +196,13 @@ def test_fix_removes_exactly_the_orphans_and_repairs_drift(world, dokploy):
     removed_projects = set(before["projects"]) - set(after["projects"])
     removed_apps = set(before["applications"]) - set(after["applications"])
     assert removed_projects == {world.ghost_project, world.alice_duplicate}
-    # frank's stray, ghost's application, and dave's and erin's replaced by their repairs are
-    # the only applications gone; the customer's project is untouched.
-    assert world.frank_stray in removed_apps
-    assert world.ghost_app in removed_apps
+    # The orphans, and erin's failed application that its repair replaced; dave's was gone
+    # already. The customer's project, outside the prefix, is untouched.
+    assert removed_apps == {
+        world.frank_stray,
+        world.ghost_app,
+        world.stacks["erin"].application_id,
+    }
     assert world.outside_project in after["projects"]
     for name in ("alice", "bob", "carol", "frank"):
         assert world.stacks[name].application_id in after["applications"], name
