@@ -401,3 +401,21 @@ def test_schedule_follows_the_setting(db, settings):
     settings.RECONCILE_INTERVAL = 0
     reconcile.ensure_schedule()
     assert not Schedule.objects.filter(name="reconciler").exists()
+
+
+def test_the_scheduled_task_fixes_only_when_told(dokploy, settings):
+    from stacks import tasks
+
+    client = DokployClient.from_settings()
+    made = client.project_create(name="ai-stack-ghost")
+
+    settings.RECONCILE_FIX = False
+    assert tasks.reconcile() == f"run #{ReconcileRun.objects.get().pk} ok"
+    assert made.project.project_id in dokploy.state()["projects"]
+
+    settings.RECONCILE_FIX = True
+    tasks.reconcile()
+    latest = ReconcileRun.objects.order_by("-id").first()
+    assert latest is not None
+    assert (latest.trigger, latest.fix) == ("schedule", True)
+    assert dokploy.state()["projects"] == {}
