@@ -21,6 +21,7 @@ from stacks.dokploy.docker_rules import (
     NANO_CPUS_PER_CPU,
     SWARM_MIN_NANO_CPUS,
 )
+from stacks.redaction import register_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -176,6 +177,7 @@ SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # A fixed key for DEBUG only, never used with DEBUG off (checked above): S105 is expected.
     SECRET_KEY = "insecure-local-development-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
@@ -356,6 +358,60 @@ LOGIN_REDIRECT_URL = "home"
 OIDC_ISSUER = envstr("OIDC_ISSUER").rstrip("/")
 OIDC_ENABLED = bool(OIDC_ISSUER)
 
+# mozilla-django-oidc does the protocol: authorization code flow with PKCE (S256), state and
+# nonce, client_secret_basic at the token endpoint. portal.oidc maps its claims to our users and
+# fills in the endpoints from the issuer's discovery document (read when the web process starts,
+# see portal/wsgi.py). The views and the logout URL are always routed; without an issuer the
+# sign-in views answer 404 and signing out only ends the portal session.
+OIDC_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET_FILE = envstr("OIDC_CLIENT_SECRET_FILE")
+OIDC_CLIENT_SECRET = envstr("OIDC_CLIENT_SECRET")
+OIDC_USERNAME_CLAIM = envstr("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups")
+OIDC_STAFF_GROUPS = envlist("OIDC_STAFF_GROUPS")
+OIDC_SCOPES = envstr("OIDC_SCOPES", "openid email profile")
+OIDC_SIGN_ALGO = envstr("OIDC_SIGN_ALGO", "RS256")
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT", 10.0, minimum=0.1)
+SUPPORT_CONTACT = envstr("SUPPORT_CONTACT", "the portal's administrators")
+if OIDC_ENABLED:
+    if not OIDC_CLIENT_ID:
+        raise ImproperlyConfigured("OIDC_CLIENT_ID must be set when OIDC_ISSUER is")
+    if OIDC_CLIENT_SECRET and OIDC_CLIENT_SECRET_FILE:
+        raise ImproperlyConfigured("set OIDC_CLIENT_SECRET or OIDC_CLIENT_SECRET_FILE, not both")
+    if OIDC_CLIENT_SECRET_FILE:
+        try:
+            OIDC_CLIENT_SECRET = Path(OIDC_CLIENT_SECRET_FILE).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ImproperlyConfigured(
+                f"cannot read OIDC_CLIENT_SECRET_FILE {OIDC_CLIENT_SECRET_FILE}: {exc}"
+            ) from None
+    if not OIDC_CLIENT_SECRET:
+        raise ImproperlyConfigured(
+            "OIDC_CLIENT_SECRET or OIDC_CLIENT_SECRET_FILE must be set when OIDC_ISSUER is"
+        )
+    register_secret(OIDC_CLIENT_SECRET)
+
+# With SSO on, only superusers sign in with a password (the admin's break-glass login).
+AUTHENTICATION_BACKENDS = (
+    ["portal.oidc.PasswordBackend", "portal.oidc.OIDCBackend"]
+    if OIDC_ENABLED
+    else ["django.contrib.auth.backends.ModelBackend"]
+)
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SCOPES = OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = OIDC_SIGN_ALGO
+OIDC_TOKEN_USE_BASIC_AUTH = True
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint of the provider's logout
+OIDC_AUTHENTICATE_CLASS = "portal.oidc.AuthenticationRequestView"
+OIDC_CALLBACK_CLASS = "portal.oidc.AuthenticationCallbackView"
+OIDC_OP_LOGOUT_URL_METHOD = "portal.oidc.provider_logout_url"
+LOGIN_REDIRECT_URL_FAILURE = "/"  # used as a path, not resolved as a URL name
+LOGOUT_REDIRECT_URL = "home"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -389,7 +445,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+SILENCED_SYSTEM_CHECKS = [
+    # django-ratelimit warns that the cache it uses is not one it knows to be shared; the
+    # database cache and Redis both are (every process sees the same counters).
+    "django_ratelimit.W001",
+]
 
 # --- Logging ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("LOG_FORMAT", "json")
 
+# The test settings are the production settings plus overrides: a star import by design.
 from portal.settings import *  # noqa: F403
 from portal.settings import DATA_DIR, DATABASES, Q_CLUSTER
 

@@ -56,3 +56,16 @@ ensure_redis() {
   fi
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1
 }
+
+# The OpenID provider that the SSO browser tests sign in with: the npm package oidc-provider,
+# locked by tests/oidc_provider/package-lock.json. `npm ci` runs again only when the lock changes.
+ensure_oidc_provider() {
+  local dir="$ROOT/tests/oidc_provider" want
+  command -v npm >/dev/null 2>&1 || { log "npm is missing: the SSO tests need Node.js"; return 1; }
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$dir/node_modules/.lock-sha256" 2>/dev/null)" != "$want" ]; then
+    log "installing the test OpenID provider (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    echo "$want" >"$dir/node_modules/.lock-sha256"
+  fi
+}

@@ -47,6 +47,7 @@ from stacks.resilience import CircuitBreaker
 OPERATE = "stacks.operate_stacks"
 
 
+# The admin classes are generic in django-stubs only; at run time they take no parameters.
 class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False

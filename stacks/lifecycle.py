@@ -15,10 +15,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from stacks import names, pipeline, queueing
+from stacks import names, queueing
 from stacks.models import (
+    AttemptKind,
+    AttemptStatus,
     DeploymentAttempt,
     IllegalTransition,
     ReconcileFinding,
@@ -27,8 +28,8 @@ from stacks.models import (
 )
 from stacks.resilience import CircuitBreaker
 
-Kind = DeploymentAttempt.Kind
-Status = DeploymentAttempt.Status
+# Kinds that act on an application that must already exist.
+NEEDS_APPLICATION = (AttemptKind.STOP, AttemptKind.START, AttemptKind.REDEPLOY)
 
 
 class LifecycleError(Exception):
@@ -60,7 +61,7 @@ def ensure_stack(user: User) -> Stack:
 
 
 def _needs_application(stack: Stack, kind: str) -> None:
-    if kind in (Kind.STOP, Kind.START, Kind.REDEPLOY) and not stack.application_id:
+    if kind in NEEDS_APPLICATION and not stack.application_id:
         raise LifecycleError(f"There is no deployed stack to {kind} yet; create it first.")
 
 
@@ -77,13 +78,13 @@ def request_attempt(
     An active attempt whose worker died (lease expired) is taken over and returned instead of
     refusing the request; any other active attempt raises StackBusy.
     """
-    if kind not in Kind.values:
+    if kind not in AttemptKind.values:
         raise LifecycleError(f"Unknown action “{kind}”.")
     stack = ensure_stack(user)
     _needs_application(stack, kind)
     active = stack.active_attempt()
     if active is not None:
-        if _abandoned(active):
+        if queueing.worker_lost(active):
             if dispatch:
                 queueing.resend(active)
             return active
@@ -109,21 +110,13 @@ def request_attempt(
     return attempt
 
 
-def _abandoned(attempt: DeploymentAttempt) -> bool:
-    """Running with an expired lease, or handed to a task that never started."""
-    now = timezone.now()
-    if attempt.status == Status.RUNNING:
-        return attempt.lease_expired(now) or pipeline.holder_is_dead(attempt.lease_owner)
-    return bool(attempt.dispatched_at and attempt.dispatched_at < now - queueing.DISPATCH_GRACE)
-
-
 def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> None:
     """A queued attempt ends at once; a running one stops at its next step and rolls back."""
     who = by.get_username() if by is not None else "the system"
-    if attempt.status == Status.QUEUED:
+    if attempt.status == AttemptStatus.QUEUED:
         try:
             attempt.transition(
-                Status.CANCELLED,
+                AttemptStatus.CANCELLED,
                 cancel_requested=True,
                 error_code="CANCELLED",
                 error_message=f"Cancelled by {who} before it started",
@@ -133,7 +126,7 @@ def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> Non
         else:
             transaction.on_commit(queueing.dispatch)
             return
-    asked = DeploymentAttempt.objects.filter(pk=attempt.pk, status=Status.RUNNING).update(
+    asked = DeploymentAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.RUNNING).update(
         cancel_requested=True
     )
     attempt.refresh_from_db()
@@ -152,13 +145,13 @@ Outcome = StaffAction.Outcome
 
 # What a staff action on a stack queues.
 STACK_ACTIONS: dict[str, str] = {
-    Action.REDEPLOY: Kind.REDEPLOY,
-    Action.STOP: Kind.STOP,
-    Action.START: Kind.START,
-    Action.TEARDOWN: Kind.TEARDOWN,
-    Action.REPAIR: Kind.REPAIR,
+    Action.REDEPLOY: AttemptKind.REDEPLOY,
+    Action.STOP: AttemptKind.STOP,
+    Action.START: AttemptKind.START,
+    Action.TEARDOWN: AttemptKind.TEARDOWN,
+    Action.REPAIR: AttemptKind.REPAIR,
 }
-RETRYABLE = frozenset({Status.FAILED, Status.ROLLED_BACK})
+RETRYABLE = frozenset({AttemptStatus.FAILED, AttemptStatus.ROLLED_BACK})
 RECONCILER = "reconciler"
 
 
@@ -354,11 +347,11 @@ def staff_cancel(
             done, message = False, str(exc)
         else:
             done = True
-            if attempt.status == Status.CANCELLED:
+            if attempt.status == AttemptStatus.CANCELLED:
                 message = "cancelled before it started"
             else:
                 message = "asked to stop at its next step; it will roll back what it created"
-                if _abandoned(attempt):
+                if queueing.worker_lost(attempt):
                     message += " once a worker resumes it (its worker is gone)"
         entry = audit(
             Action.CANCEL,
@@ -385,7 +378,7 @@ def staff_resume(
         why_not = ""
         if fresh.status not in DeploymentAttempt.ACTIVE:
             why_not = f"it already ended ({fresh.get_status_display().lower()})"
-        elif not _abandoned(fresh):
+        elif not queueing.worker_lost(fresh):
             why_not = _not_stuck(fresh)
         if why_not:
             done, message = False, why_not
@@ -408,7 +401,7 @@ def staff_resume(
 
 
 def _not_stuck(attempt: DeploymentAttempt) -> str:
-    if attempt.status == Status.RUNNING and attempt.lease_expires_at is not None:
+    if attempt.status == AttemptStatus.RUNNING and attempt.lease_expires_at is not None:
         return (
             f"its worker is alive (lease held by {attempt.lease_owner} "
             f"until {attempt.lease_expires_at:%H:%M:%S})"

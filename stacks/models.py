@@ -3,6 +3,10 @@
 State rules live here and in the database: a DeploymentAttempt changes status only along
 `ATTEMPT_TRANSITIONS` (checked on save and done as compare-and-set updates), and a partial
 unique index lets a stack hold at most one active (queued or running) attempt.
+
+The attempt kinds and statuses are defined once, at module level, and everything else (the
+constraints below, the queue, the pipeline, the lifecycle) uses these names. Adding a kind is
+one line in AttemptKind, its handler in the pipeline's table, and the migration that follows.
 No I/O happens in this module.
 """
 
@@ -23,20 +27,67 @@ class IllegalTransition(Exception):
     """A status change that the attempt state machine does not allow."""
 
 
-class Stack(models.Model):
-    class Desired(models.TextChoices):
-        RUNNING = "running", "Running"
-        STOPPED = "stopped", "Stopped"
-        ABSENT = "absent", "Removed"
+class AttemptKind(models.TextChoices):
+    CREATE = "create", "Create"
+    REDEPLOY = "redeploy", "Redeploy"
+    STOP = "stop", "Stop"
+    START = "start", "Start"
+    TEARDOWN = "teardown", "Teardown"
+    # Brings a drifted stack back to its record (reconciler or staff); not rate-limited.
+    REPAIR = "repair", "Repair"
 
-    class Observed(models.TextChoices):
-        NEW = "new", "Not deployed yet"
-        PROVISIONING = "provisioning", "Provisioning"
-        HEALTHY = "healthy", "Healthy"
-        UNHEALTHY = "unhealthy", "Unhealthy"
-        STOPPED = "stopped", "Stopped"
-        FAILED = "failed", "Failed"
-        ABSENT = "absent", "Removed"
+
+class AttemptStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Waiting for or holding a worker; a stack has at most one such attempt.
+ACTIVE_STATUSES = (AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+# Ended for good: a new run is a new attempt.
+TERMINAL_STATUSES = (
+    AttemptStatus.SUCCEEDED,
+    AttemptStatus.FAILED,
+    AttemptStatus.ROLLED_BACK,
+    AttemptStatus.CANCELLED,
+)
+# Ended without reaching the goal: these always carry an error code.
+UNSUCCESSFUL_STATUSES = (AttemptStatus.FAILED, AttemptStatus.ROLLED_BACK, AttemptStatus.CANCELLED)
+# May end without ever having started (cancelled while queued, or given up before a worker).
+UNSTARTED_END_STATUSES = (AttemptStatus.CANCELLED, AttemptStatus.FAILED)
+# Terminal states have no way out.
+ATTEMPT_TRANSITIONS: dict[str, frozenset[str]] = {
+    AttemptStatus.QUEUED: frozenset(
+        {AttemptStatus.RUNNING, AttemptStatus.CANCELLED, AttemptStatus.FAILED}
+    ),
+    AttemptStatus.RUNNING: frozenset(TERMINAL_STATUSES),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
+}
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    ABSENT = "absent", "Removed"
+
+
+class ObservedState(models.TextChoices):
+    NEW = "new", "Not deployed yet"
+    PROVISIONING = "provisioning", "Provisioning"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+    ABSENT = "absent", "Removed"
+
+
+class Stack(models.Model):
+    Desired = DesiredState
+    Observed = ObservedState
 
     owner = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stack"
@@ -68,21 +119,11 @@ class Stack(models.Model):
         ordering = ["username"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(desired_state__in=["running", "stopped", "absent"]),
+                condition=Q(desired_state__in=DesiredState.values),
                 name="stack_desired_state_valid",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    observed_state__in=[
-                        "new",
-                        "provisioning",
-                        "healthy",
-                        "unhealthy",
-                        "stopped",
-                        "failed",
-                        "absent",
-                    ]
-                ),
+                condition=Q(observed_state__in=ObservedState.values),
                 name="stack_observed_state_valid",
             ),
         ]
@@ -104,42 +145,15 @@ class Stack(models.Model):
         return [f"{kind} {ident}" for kind, ident in owned if ident]
 
     def active_attempt(self) -> DeploymentAttempt | None:
-        return self.attempts.filter(status__in=DeploymentAttempt.ACTIVE).first()
+        return self.attempts.filter(status__in=ACTIVE_STATUSES).first()
 
 
 class DeploymentAttempt(models.Model):
-    class Kind(models.TextChoices):
-        CREATE = "create", "Create"
-        REDEPLOY = "redeploy", "Redeploy"
-        STOP = "stop", "Stop"
-        START = "start", "Start"
-        TEARDOWN = "teardown", "Teardown"
-        # Brings a drifted stack back to its record (reconciler or staff); not rate-limited.
-        REPAIR = "repair", "Repair"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        ROLLED_BACK = "rolled_back", "Rolled back"
-        CANCELLED = "cancelled", "Cancelled"
-
-    ACTIVE: ClassVar[frozenset[str]] = frozenset({Status.QUEUED, Status.RUNNING})
-    TERMINAL: ClassVar[frozenset[str]] = frozenset(
-        {Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED}
-    )
-    # Terminal states have no way out: a new run is a new attempt.
-    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
-        Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
-        Status.RUNNING: frozenset(
-            {Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.CANCELLED}
-        ),
-        Status.SUCCEEDED: frozenset(),
-        Status.FAILED: frozenset(),
-        Status.ROLLED_BACK: frozenset(),
-        Status.CANCELLED: frozenset(),
-    }
+    # The module-level names, reachable from the model too (DeploymentAttempt.Status.QUEUED).
+    Kind = AttemptKind
+    Status = AttemptStatus
+    ACTIVE: ClassVar[frozenset[str]] = frozenset(ACTIVE_STATUSES)
+    TERMINAL: ClassVar[frozenset[str]] = frozenset(TERMINAL_STATUSES)
 
     # PROTECT: an attempt is an audit record; a stack with a history cannot be deleted.
     stack = models.ForeignKey(Stack, on_delete=models.PROTECT, related_name="attempts")
@@ -184,48 +198,39 @@ class DeploymentAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["stack"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=list(ACTIVE_STATUSES)),
                 name="one_active_attempt_per_stack",
                 violation_error_message="This stack already has a deployment in progress.",
             ),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=[
-                        "queued",
-                        "running",
-                        "succeeded",
-                        "failed",
-                        "rolled_back",
-                        "cancelled",
-                    ]
-                ),
+                condition=Q(status__in=AttemptStatus.values),
                 name="attempt_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["create", "redeploy", "stop", "start", "teardown", "repair"]),
+                condition=Q(kind__in=AttemptKind.values),
                 name="attempt_kind_valid",
             ),
             models.CheckConstraint(
                 condition=(
-                    Q(status__in=["queued", "running"], finished_at__isnull=True)
-                    | (~Q(status__in=["queued", "running"]) & Q(finished_at__isnull=False))
+                    Q(status__in=list(ACTIVE_STATUSES), finished_at__isnull=True)
+                    | (~Q(status__in=list(ACTIVE_STATUSES)) & Q(finished_at__isnull=False))
                 ),
                 name="attempt_finished_iff_terminal",
             ),
             models.CheckConstraint(
-                condition=Q(status="queued")
+                condition=Q(status=AttemptStatus.QUEUED)
                 | Q(started_at__isnull=False)
-                | Q(status__in=["cancelled", "failed"]),
+                | Q(status__in=list(UNSTARTED_END_STATUSES)),
                 name="attempt_started_when_run",
             ),
             # A terminal attempt's fields agree with its status: success carries no failure,
             # a failure or rollback carries its cause.
             models.CheckConstraint(
-                condition=~Q(status="succeeded") | Q(error_code="", failure_phase=""),
+                condition=~Q(status=AttemptStatus.SUCCEEDED) | Q(error_code="", failure_phase=""),
                 name="attempt_success_has_no_error",
             ),
             models.CheckConstraint(
-                condition=~Q(status__in=["failed", "rolled_back", "cancelled"]) | ~Q(error_code=""),
+                condition=~Q(status__in=list(UNSUCCESSFUL_STATUSES)) | ~Q(error_code=""),
                 name="attempt_failure_has_a_cause",
             ),
         ]
@@ -259,7 +264,7 @@ class DeploymentAttempt(models.Model):
 
     @classmethod
     def can_transition(cls, current: str, new: str) -> bool:
-        return new == current or new in cls.TRANSITIONS.get(current, frozenset())
+        return new == current or new in ATTEMPT_TRANSITIONS.get(current, frozenset())
 
     def transition(self, new: str, **fields: Any) -> None:
         """Move to `new` with a compare-and-set update, so two processes cannot both do it.
@@ -385,6 +390,35 @@ class BreakerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+class OIDCIdentity(models.Model):
+    """The person behind a portal account, as the sign-in provider names them.
+
+    Accounts are found by the provider's `sub` at one issuer, never by email or username: email
+    addresses change and usernames can be reused, while `sub` is stable and never reassigned.
+    The account's username is fixed at the first sign-in, because the person's stack is named
+    after it.
+    """
+
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, help_text="The provider's `sub` claim")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identity"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "OpenID identity"
+        verbose_name_plural = "OpenID identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidc_identity_issuer_subject_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 # --- Staff operations: the audit trail and the reconciler's records ---------------------------

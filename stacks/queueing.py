@@ -19,15 +19,13 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from stacks.models import DeploymentAttempt, Stack
+from stacks.models import AttemptKind, AttemptStatus, DeploymentAttempt, Stack
+from stacks.pipeline.lease import holder_is_dead, lease_seconds
 
 logger = logging.getLogger("stacks.queue")
 
-Status = DeploymentAttempt.Status
-Kind = DeploymentAttempt.Kind
-
 # Kinds that count against the per-user deployment limit.
-LIMITED_KINDS = (Kind.CREATE, Kind.REDEPLOY)
+LIMITED_KINDS = (AttemptKind.CREATE, AttemptKind.REDEPLOY)
 # A dispatched task that has not started by then is taken as lost (the Redis broker does
 # not redeliver) and is dispatched again.
 DISPATCH_GRACE = timedelta(seconds=60)
@@ -49,7 +47,7 @@ def earliest_start(stack: Stack, now: datetime | None = None) -> datetime | None
     window = rate_limit_window()
     starts: list[datetime] = list(
         DeploymentAttempt.objects.filter(stack__owner_id=stack.owner_id, kind__in=LIMITED_KINDS)
-        .exclude(status=Status.CANCELLED, started_at__isnull=True)
+        .exclude(status=AttemptStatus.CANCELLED, started_at__isnull=True)
         .annotate(slot=Coalesce("started_at", "not_before", "queued_at"))
         .filter(slot__gt=now - window)
         .order_by("-slot")
@@ -62,23 +60,24 @@ def earliest_start(stack: Stack, now: datetime | None = None) -> datetime | None
 
 def waiting() -> QuerySet[DeploymentAttempt]:
     """Queued attempts in the order they will be dispatched."""
-    return DeploymentAttempt.objects.filter(status=Status.QUEUED).order_by(
+    return DeploymentAttempt.objects.filter(status=AttemptStatus.QUEUED).order_by(
         Coalesce("not_before", "queued_at"), "queued_at", "id"
     )
 
 
 def queue_position(attempt: DeploymentAttempt) -> int | None:
     """1-based position among attempts waiting to be dispatched; None once dispatched."""
-    if attempt.status != Status.QUEUED or attempt.dispatched_at:
+    if attempt.status != AttemptStatus.QUEUED or attempt.dispatched_at:
         return None
     ids = list(waiting().filter(dispatched_at__isnull=True).values_list("id", flat=True))
     return ids.index(attempt.pk) + 1 if attempt.pk in ids else None
 
 
 def slots_in_use() -> int:
-    return DeploymentAttempt.objects.filter(
-        Q(status=Status.RUNNING) | Q(status=Status.QUEUED, dispatched_at__isnull=False)
-    ).count()
+    """Attempts holding a worker, or handed to one: running, or queued and dispatched."""
+    running = Q(status=AttemptStatus.RUNNING)
+    dispatched = Q(status=AttemptStatus.QUEUED, dispatched_at__isnull=False)
+    return DeploymentAttempt.objects.filter(running | dispatched).count()
 
 
 def dispatch(now: datetime | None = None) -> list[int]:
@@ -96,7 +95,7 @@ def dispatch(now: datetime | None = None) -> list[int]:
             if len(sent) >= free:
                 break
             claimed = DeploymentAttempt.objects.filter(
-                pk=attempt_id, status=Status.QUEUED, dispatched_at__isnull=True
+                pk=attempt_id, status=AttemptStatus.QUEUED, dispatched_at__isnull=True
             ).update(dispatched_at=now)
             if claimed:
                 sent.append(attempt_id)
@@ -134,6 +133,15 @@ def schedule_wakeup() -> None:
     )
 
 
+def worker_lost(attempt: DeploymentAttempt, now: datetime | None = None) -> bool:
+    """An active attempt whose worker is gone: running with an expired lease or a holder that
+    died, or queued, handed to a task, and not started within DISPATCH_GRACE."""
+    now = now or timezone.now()
+    if attempt.status == AttemptStatus.RUNNING:
+        return attempt.lease_expired(now) or holder_is_dead(attempt.lease_owner)
+    return bool(attempt.dispatched_at and attempt.dispatched_at < now - DISPATCH_GRACE)
+
+
 def reap(now: datetime | None = None) -> dict[str, int]:
     """Hand attempts whose worker died back to a worker; resend queued tasks that were lost.
 
@@ -142,13 +150,11 @@ def reap(now: datetime | None = None) -> dict[str, int]:
     after its holder last renewed the lease is left alone for one lease period, so that
     worker can claim it.
     """
-    from stacks.pipeline import holder_is_dead, lease_seconds
-
     now = now or timezone.now()
     lease = timedelta(seconds=lease_seconds())
     resumed = lost = 0
-    for attempt in DeploymentAttempt.objects.filter(status=Status.RUNNING):
-        if not (attempt.lease_expired(now) or holder_is_dead(attempt.lease_owner)):
+    for attempt in DeploymentAttempt.objects.filter(status=AttemptStatus.RUNNING):
+        if not worker_lost(attempt, now):
             continue
         last_sign_of_life = attempt.lease_expires_at - lease if attempt.lease_expires_at else None
         if (
@@ -160,7 +166,7 @@ def reap(now: datetime | None = None) -> dict[str, int]:
         resend(attempt)
         resumed += 1
     stale = DeploymentAttempt.objects.filter(
-        status=Status.QUEUED, dispatched_at__lt=now - DISPATCH_GRACE
+        status=AttemptStatus.QUEUED, dispatched_at__lt=now - DISPATCH_GRACE
     )
     for attempt in stale:
         resend(attempt)
@@ -180,7 +186,8 @@ def schedule_reaper_wakeup(now: datetime | None = None) -> None:
     """
     now = now or timezone.now()
     expiry = (
-        DeploymentAttempt.objects.filter(status=Status.RUNNING, lease_expires_at__isnull=False)
+        DeploymentAttempt.objects.filter(status=AttemptStatus.RUNNING)
+        .exclude(lease_expires_at__isnull=True)
         .order_by("lease_expires_at")
         .values_list("lease_expires_at", flat=True)
         .first()

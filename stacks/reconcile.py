@@ -50,12 +50,12 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from stacks import lifecycle, names
-from stacks.dokploy.client import DokployClient, call_context
+from stacks import lifecycle, names, throttle
+from stacks.dokploy.client import CallRecord, DokployClient, record_call_to_db
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, ApplicationSummary, Project
 from stacks.models import DeploymentAttempt, ReconcileFinding, ReconcileRun, Stack, StaffAction
-from stacks.pipeline import Target
+from stacks.pipeline.target import Target
 from stacks.redaction import redact_text
 
 logger = logging.getLogger("stacks.reconcile")
@@ -368,13 +368,12 @@ def run(
     repaired. A Dokploy failure ends the run as failed, with the error recorded."""
     record = ReconcileRun.objects.create(trigger=trigger, fix=fix)
     own_client = client is None
-    client = client or DokployClient.from_settings()
+    client = client or reconcile_client()
     try:
-        with call_context(None, PHASE):
-            result = scan(client)
-            saved = store(record, result)
-            if fix:
-                apply_fixes(record, saved, client, by=by)
+        result = scan(client)
+        saved = store(record, result)
+        if fix:
+            apply_fixes(record, saved, client, by=by)
     except DokployError as exc:
         record.status = ReconcileRun.Status.FAILED
         record.error_message = redact_text(f"{exc.code}: {exc}")
@@ -391,6 +390,18 @@ def run(
         record.finished_at = timezone.now()
         record.save()
     return record
+
+
+def reconcile_client() -> DokployClient:
+    """A client whose calls are recorded, and paced, as the phase "reconcile"."""
+
+    def on_call(record: CallRecord) -> None:
+        record_call_to_db(record, phase=PHASE)
+
+    def before_request(endpoint: str) -> None:
+        throttle.acquire(PHASE)
+
+    return DokployClient.from_settings(on_call=on_call, before_request=before_request)
 
 
 def store(record: ReconcileRun, result: Scan) -> list[ReconcileFinding]:

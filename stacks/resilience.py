@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-import tenacity
 from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -48,8 +47,20 @@ PROBE_MARGIN = 5.0
 
 State = BreakerState.State
 
+# What a call does after a failed try.
+RETRY = "retry"
+LOOK_UP = "look_up"  # first look for what an earlier try may have created, then retry
+GIVE_UP = "give_up"
+
 
 # --- Retries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextStep:
+    action: str
+    wait: float = 0.0  # before the next try
+    error: DokployError | None = None  # what the call raises when it gives up
 
 
 @dataclass(frozen=True)
@@ -72,81 +83,93 @@ class RetryPolicy:
             return min(error.retry_after, self.retry_after_max)
         return self.backoff(retry_number)
 
+    def next_step(
+        self,
+        error: DokployError,
+        try_number: int,
+        *,
+        unsettled: bool = False,
+        can_look_up: bool = False,
+        time_left: Callable[[], float | None] | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> NextStep:
+        """After failed try `try_number`: retry, look up first, or give up, and with which error.
+
+        `unsettled` says that an earlier try of this call may have taken effect and no look-up
+        has settled it since. The call gives up on a permanent error, after the last try, when
+        the wait would outlast the caller's deadline (DEADLINE_EXCEEDED) and when the breaker
+        is open, perhaps opened by this call's own failures (BREAKER_OPEN). The error it gives
+        up with is ambiguous when any try may have taken effect.
+        """
+        ambiguous = unsettled or error.ambiguous
+        if not error.retryable or try_number >= self.tries:
+            return NextStep(GIVE_UP, error=error.replace(ambiguous=ambiguous))
+        wait = self.wait_after(error, try_number)
+        left = time_left() if time_left is not None else None
+        if left is not None and wait >= left:
+            late = DokployError.deadline(error.endpoint, left, try_number + 1, error)
+            return NextStep(GIVE_UP, error=late.replace(ambiguous=ambiguous))
+        refusal = breaker.refusal(error.endpoint) if breaker is not None else None
+        if refusal is not None:
+            return NextStep(GIVE_UP, error=refusal.replace(ambiguous=ambiguous))
+        return NextStep(LOOK_UP if ambiguous and can_look_up else RETRY, wait=wait)
+
     def run(
         self,
-        attempt: Callable[[int], T],
+        send_try: Callable[[int], T],
         *,
         endpoint: str,
         breaker: CircuitBreaker | None = None,
         time_left: Callable[[], float | None] | None = None,
+        look_up: Callable[[int], T | None] | None = None,
+        on_wait: Callable[[str, int, float], None] | None = None,
     ) -> T:
-        """Call `attempt(try_number)` until it succeeds, fails for good, or the breaker opens.
+        """`send_try(try_number)` until it succeeds or next_step() gives up.
 
-        The wait comes before the next try, whatever that try sends first. When the breaker is
-        open after a failed try (this call's failures may have opened it), the call stops at
-        once with BREAKER_OPEN instead of waiting for a try that could not be sent. When
-        `time_left()` (seconds until the caller's deadline, None for no deadline) is shorter
-        than the next wait, the call stops at once with DEADLINE_EXCEEDED.
+        The wait comes before the next try, whatever that try sends first. A try that follows
+        an ambiguous failure first calls `look_up(try_number)`: what it finds (what an earlier
+        try created) is the call's result; finding nothing means sending again is safe.
+        `on_wait(endpoint, next_try, seconds)` hears of every wait before it starts.
         """
-        refused: list[DokployError] = []
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= self.tries:
-                return True
-            left = time_left() if time_left is not None else None
-            if left is not None and state.upcoming_sleep >= left:
-                last = state.outcome.exception() if state.outcome else None
-                refused.append(
-                    DokployError.deadline(
-                        endpoint,
-                        left,
-                        state.attempt_number + 1,
-                        last if isinstance(last, DokployError) else None,
-                    )
+        unsettled = False
+        for try_number in itertools.count(1):
+            try:
+                if unsettled and look_up is not None:
+                    found = look_up(try_number)
+                    if found is not None:
+                        logger.info(
+                            "%s: found what an earlier try created",
+                            endpoint,
+                            extra={"endpoint": endpoint, "try": try_number},
+                        )
+                        return found
+                    unsettled = False
+                return send_try(try_number)
+            except DokployError as error:
+                step = self.next_step(
+                    error,
+                    try_number,
+                    unsettled=unsettled,
+                    can_look_up=look_up is not None,
+                    time_left=time_left,
+                    breaker=breaker,
                 )
-                return True
-            refusal = breaker.refusal(endpoint) if breaker is not None else None
-            if refusal is not None:
-                refused.append(refusal)
-                return True
-            return False
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            assert isinstance(error, DokployError)
-            return self.wait_after(error, state.attempt_number)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            logger.info(
-                "retrying %s in %.1fs after %s",
-                endpoint,
-                state.upcoming_sleep,
-                getattr(error, "code", "error"),
-                extra={"endpoint": endpoint, "try": state.attempt_number + 1},
-            )
-
-        retrying = tenacity.Retrying(
-            stop=stop,
-            wait=wait,
-            retry=tenacity.retry_if_exception(_is_retryable),
-            before_sleep=before_sleep,
-            sleep=lambda seconds: self.sleep(float(seconds)),
-            reraise=True,
-        )
-        tries = itertools.count(1)
-        try:
-            return retrying(lambda: attempt(next(tries)))
-        except DokployError as error:
-            if refused and error.retryable:
-                refusal = refused[0]
-                refusal.ambiguous = error.ambiguous
-                raise refusal from error
-            raise
-
-
-def _is_retryable(error: BaseException) -> bool:
-    return isinstance(error, DokployError) and error.retryable
+                if step.error is not None:
+                    if step.error is error:
+                        raise
+                    raise step.error from error
+                unsettled = step.action == LOOK_UP
+                logger.info(
+                    "retrying %s in %.1fs after %s",
+                    endpoint,
+                    step.wait,
+                    error.code,
+                    extra={"endpoint": endpoint, "try": try_number + 1},
+                )
+                if on_wait is not None:
+                    on_wait(endpoint, try_number + 1, step.wait)
+                self.sleep(step.wait)
+        raise AssertionError("unreachable: itertools.count never ends")
 
 
 # --- Circuit breaker --------------------------------------------------------------------------

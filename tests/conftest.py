@@ -9,6 +9,16 @@ from django.core.cache import cache
 from stacks.dokploy.simulator import DokploySimulator
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests (marked e2e) run last, in their usual order.
+
+    Playwright's sync API leaves its event loop marked as running in the main thread until the
+    session ends, and Django then keeps that thread's database connections apart from the ones
+    it had; a later test that forks processes would hand them a connection still open.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache(request: pytest.FixtureRequest) -> None:
     """The cache is shared (database or Redis): start every database test with it empty."""

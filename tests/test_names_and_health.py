@@ -66,10 +66,10 @@ def test_healthz_reports_database_and_missing_queue_heartbeat(client):
 
 @pytest.mark.django_db
 def test_healthz_is_503_when_the_database_is_unreachable(client, monkeypatch):
-    from stacks import views
+    from portal import health
 
     monkeypatch.setattr(
-        views, "database_status", lambda: {"ok": False, "error": "OperationalError"}
+        health, "database_status", lambda: {"ok": False, "error": "OperationalError"}
     )
     response = client.get("/healthz")
     assert response.status_code == 503

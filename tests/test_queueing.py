@@ -81,6 +81,8 @@ def test_a_resumed_attempt_is_not_sent_twice_within_a_lease_period(running, sent
 
 
 def test_the_reaper_wakes_up_just_after_the_earliest_lease_ends(running):
+    queueing.reap()
+
     schedule = Schedule.objects.get(name="reaper-wakeup")
 
     assert schedule.schedule_type == Schedule.ONCE

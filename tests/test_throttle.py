@@ -46,10 +46,12 @@ def test_phases_are_paced_separately():
 
 
 @pytest.mark.django_db
-def test_the_client_paces_each_phase(settings, monkeypatch):
+def test_a_run_paces_its_client_by_phase(settings, monkeypatch, alice):
     import httpx
 
-    from stacks.dokploy.client import DokployClient, call_context
+    from stacks.dokploy.client import DokployClient
+    from stacks.models import DeploymentAttempt, Stack
+    from stacks.pipeline import Run
 
     settings.DOKPLOY_PHASE_RATE = 2
     clock = FakeClock(3000.5)
@@ -59,10 +61,15 @@ def test_the_client_paces_each_phase(settings, monkeypatch):
     client = DokployClient.from_settings(
         base_url="http://dokploy.test", api_key="k" * 20, transport=transport, breaker=None
     )
-    with call_context(None, "domain"):
-        for _ in range(3):
-            client.domain_by_application_id("app-1")
+    stack = Stack.objects.create(owner=alice, username="alice")
+    run = Run(
+        DeploymentAttempt.objects.create(stack=stack, kind="create"), owner="w", client=client
+    )
+
+    run.phase = "domain"
+    for _ in range(3):
+        client.domain_by_application_id("app-1")
     assert clock.slept == [pytest.approx(0.5)]
-    with call_context(None, "deploy"):
-        client.deployment_all("app-1")
+    run.phase = "deploy"
+    client.deployment_all("app-1")
     assert len(clock.slept) == 1

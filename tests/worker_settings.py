@@ -5,6 +5,7 @@ a test with this module consumes the real broker (the ORM broker on the test dat
 with REDIS_URL), like a production worker.
 """
 
+# The test settings plus one override: a star import by design.
 from portal.settings_test import *  # noqa: F403
 from portal.settings_test import Q_CLUSTER
 

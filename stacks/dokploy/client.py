@@ -17,9 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,24 +76,10 @@ class CallRecord:
     error_code: str = ""
 
 
-_call_context: ContextVar[tuple[int | None, str]] = ContextVar(
-    "dokploy_call_context", default=(None, "")
-)
-
-
-@contextmanager
-def call_context(attempt_id: int | None, phase: str) -> Iterator[None]:
-    """Attribute the Dokploy calls made inside to a deployment attempt and phase."""
-    token = _call_context.set((attempt_id, phase))
-    try:
-        yield
-    finally:
-        _call_context.reset(token)
-
-
 def record_call_to_db(
     record: CallRecord, *, attempt_id: int | None = None, phase: str = ""
 ) -> None:
+    """A DokployCall row: the raw material of latency percentiles and retry counts."""
     DokployCall.objects.create(
         endpoint=record.endpoint[:64],
         method=record.method,
@@ -108,17 +92,19 @@ def record_call_to_db(
     )
 
 
-def pace_in_context(endpoint: str) -> None:
-    """The default `before_request`: wait for a slot in the current phase's per-second budget."""
+def record_call(record: CallRecord) -> None:
+    """The default `on_call`: a row tied to no attempt (reconciler, commands, staff pages).
+
+    A pipeline run passes hooks of its own that tie each call to its attempt and phase.
+    """
+    record_call_to_db(record)
+
+
+def pace(endpoint: str) -> None:
+    """The default `before_request`: the per-second budget of calls made outside any phase."""
     from stacks import throttle
 
-    throttle.acquire(_call_context.get()[1])
-
-
-def record_call_in_context(record: CallRecord) -> None:
-    """The default `on_call`: a DokployCall row for the attempt and phase of call_context()."""
-    attempt_id, phase = _call_context.get()
-    record_call_to_db(record, attempt_id=attempt_id, phase=phase)
+    throttle.acquire("")
 
 
 # --- The API key ------------------------------------------------------------------------------
@@ -182,19 +168,23 @@ class DokployClient:
         breaker: CircuitBreaker | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         before_request: Callable[[str], None] | None = None,
+        on_wait: Callable[[str, int, float], None] | None = None,
+        time_left: Callable[[], float | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         jitter: bool = True,
-        time_left: Callable[[], float | None] | None = None,
     ) -> None:
+        """The hooks let the caller follow each call: `before_request(endpoint)` may pace it,
+        `on_call(record)` hears of every request sent, `on_wait(endpoint, next_try, seconds)`
+        of every wait between tries, and `time_left()` gives the seconds until the caller's
+        deadline (None for none): every wait and request timeout is cut to it."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        # Seconds until the caller's deadline (None: no deadline). Every retry wait and every
-        # request's timeout is cut to it, so a call never outlives the attempt that made it.
-        self.time_left = time_left
         self.breaker = breaker
         self.on_call = on_call
         self.before_request = before_request
+        self.on_wait = on_wait
+        self.time_left = time_left
         self.retry = RetryPolicy(
             base=retry_base, retry_after_max=retry_after_max, jitter=jitter, sleep=sleep
         )
@@ -218,8 +208,8 @@ class DokployClient:
             "timeout": float(settings.DOKPLOY_TIMEOUT),
             "retry_base": float(settings.DOKPLOY_RETRY_BASE),
             "retry_after_max": float(settings.DOKPLOY_RETRY_AFTER_MAX),
-            "on_call": record_call_in_context,
-            "before_request": pace_in_context,
+            "on_call": record_call,
+            "before_request": pace,
         }
         options.update(overrides)
         if "breaker" not in options:
@@ -658,42 +648,32 @@ class DokployClient:
         body: JSON | None = None,
         recover: Recover[T] | None = None,
     ) -> T:
+        """One call: tries of one request, with waits, look-ups and the breaker between them.
+
+        What happens after a failed try is decided in one place, RetryPolicy.next_step(). For
+        a create (`recover` given), a try after an ambiguous failure first looks for what an
+        earlier try made, so a create is never sent twice.
+        """
         self._api_key.get(endpoint)  # no key: fail before anything is sent
         started = timezone.now()
-        # Set by a failure after which the mutation may have taken effect; a look-up that
-        # finds nothing clears it.
-        unsettled = False
 
-        def attempt(try_number: int) -> T:
-            nonlocal unsettled
-            if unsettled and recover is not None:
-                found = _checked(endpoint, lambda: recover(try_number, started))
-                if found is not None:
-                    logger.info(
-                        "%s: found what an earlier try created",
-                        endpoint,
-                        extra={"endpoint": endpoint, "try": try_number},
-                    )
-                    return found
-                unsettled = False
-            try:
-                data = self._send(endpoint, method, try_number, params=params, body=body)
-            except DokployError as error:
-                unsettled = unsettled or error.ambiguous
-                raise
-            try:
-                return _checked(endpoint, lambda: parse(data))
-            except DokployError as error:
-                error.ambiguous = method == POST
-                raise
+        def send_try(try_number: int) -> T:
+            data = self._send(endpoint, method, try_number, params=params, body=body)
+            # An answer we cannot read after a mutation: it may still have taken effect.
+            return _checked(endpoint, lambda: parse(data), ambiguous=method == POST)
 
-        try:
-            return self.retry.run(
-                attempt, endpoint=endpoint, breaker=self.breaker, time_left=self.time_left
-            )
-        except DokployError as error:
-            error.ambiguous = error.ambiguous or unsettled
-            raise
+        def look_up(try_number: int) -> T | None:
+            assert recover is not None
+            return _checked(endpoint, lambda: recover(try_number, started))
+
+        return self.retry.run(
+            send_try,
+            endpoint=endpoint,
+            breaker=self.breaker,
+            time_left=self.time_left,
+            look_up=look_up if recover is not None else None,
+            on_wait=self.on_wait,
+        )
 
     # One HTTP request --------------------------------------------------------------------
 
@@ -846,18 +826,18 @@ def _decode(endpoint: str, response: httpx.Response, *, mutation: bool) -> Any:
     except ValueError:
         if "json" not in response.headers.get("content-type", ""):
             return text
-    error = DokployError.bad_response(endpoint, "the answer is not valid JSON", text[:500])
-    error.ambiguous = mutation
-    raise error
+    raise DokployError.bad_response(
+        endpoint, "the answer is not valid JSON", text[:500], ambiguous=mutation
+    )
 
 
-def _checked(endpoint: str, build: Callable[[], T]) -> T:
+def _checked(endpoint: str, build: Callable[[], T], *, ambiguous: bool = False) -> T:
     """`build()`, with an answer of an unexpected shape turned into BAD_RESPONSE."""
     try:
         return build()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         problem = f"unexpected answer: {type(exc).__name__}: {exc}"
-    raise DokployError.bad_response(endpoint, problem)
+    raise DokployError.bad_response(endpoint, problem, ambiguous=ambiguous)
 
 
 def _one(build: Callable[[JSON], T]) -> Callable[[Any], T]:

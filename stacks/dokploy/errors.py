@@ -3,7 +3,8 @@
 A DokployError says what failed (`endpoint`), how (`status`, `code`, `message`), whether trying
 again can help (`retryable`) and whether a mutation may have taken effect even though it failed
 (`ambiguous`). Everything it holds is redacted when it is built: neither the API key nor any
-other registered secret reaches its message, its arguments or its stored response.
+other registered secret reaches its message, its arguments or its stored response. An error is
+immutable once built; `replace()` makes a changed copy.
 """
 
 from __future__ import annotations
@@ -64,6 +65,29 @@ class DokployError(Exception):
         self.api_response = redact(api_response)
         self.retry_at = retry_at
         super().__init__(self.describe())
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"DokployError is immutable; use replace({name}=...)")
+        super().__setattr__(name, value)
+
+    def replace(self, **changes: Any) -> DokployError:
+        """A copy with some fields changed (the same error when nothing changes)."""
+        fields = {
+            "endpoint": self.endpoint,
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+            "retryable": self.retryable,
+            "ambiguous": self.ambiguous,
+            "retry_after": self.retry_after,
+            "api_response": self.api_response,
+            "retry_at": self.retry_at,
+        }
+        if all(fields[name] == value for name, value in changes.items()):
+            return self
+        return DokployError(**{**fields, **changes})
 
     def describe(self) -> str:
         if self.code == BREAKER_OPEN and self.retry_at is not None:
@@ -143,8 +167,17 @@ class DokployError(Exception):
         )
 
     @classmethod
-    def bad_response(cls, endpoint: str, detail: str, body: Any = None) -> DokployError:
-        return cls(endpoint=endpoint, code=BAD_RESPONSE, message=detail, api_response=body)
+    def bad_response(
+        cls, endpoint: str, detail: str, body: Any = None, *, ambiguous: bool = False
+    ) -> DokployError:
+        """An answer we cannot read; after a mutation it may still have taken effect."""
+        return cls(
+            endpoint=endpoint,
+            code=BAD_RESPONSE,
+            message=detail,
+            api_response=body,
+            ambiguous=ambiguous,
+        )
 
     @classmethod
     def config(cls, endpoint: str, detail: str) -> DokployError:
@@ -177,7 +210,7 @@ class DokployError(Exception):
 
 def _rebuild(fields: dict[str, Any]) -> DokployError:
     error = DokployError.__new__(DokployError)
-    error.__dict__.update(fields)
+    error.__dict__.update(fields)  # _frozen included: the copy is immutable too
     Exception.__init__(error, error.describe())
     return error
 

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from stacks import names, pipeline
-from stacks.models import DeploymentAttempt, DeploymentStep
+from stacks.models import AttemptStatus, DeploymentAttempt, DeploymentStep
 
 
 class _UsernameParser(CommandParser):
@@ -22,6 +22,7 @@ class _UsernameParser(CommandParser):
     clear answer whatever its first character.
     """
 
+    # argparse's overloads of parse_args cannot be restated; this one keeps the common form.
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: Namespace | None = None
     ) -> Namespace:
@@ -81,6 +82,6 @@ def run_in_foreground(command: BaseCommand, attempt: DeploymentAttempt) -> Deplo
     if result is None:
         raise CommandError(f"attempt #{attempt.pk} is held by another worker")
     command.stdout.write(f"attempt #{result.pk} {result.get_status_display().lower()}")
-    if result.status != DeploymentAttempt.Status.SUCCEEDED:
+    if result.status != AttemptStatus.SUCCEEDED:
         raise CommandError(f"{result.error_code}: {result.error_message}")
     return result

@@ -24,14 +24,15 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OPENAPI = "../shared/dokploy/openapi.json"
+# The vendored copy (see openapi/SOURCE.md for where it comes from and how to refresh it).
+DEFAULT_OPENAPI = "tests/dokploy/openapi/openapi.json"
 API_PREFIX = "/api/"
 
 Schema = dict[str, Any]
 
 
 def openapi_path() -> Path:
-    """DOKPLOY_OPENAPI, or the shared copy next to the repository; relative to the repo root."""
+    """DOKPLOY_OPENAPI (to try another version), else the vendored copy; relative to the root."""
     path = Path(os.environ.get("DOKPLOY_OPENAPI") or DEFAULT_OPENAPI)
     return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 

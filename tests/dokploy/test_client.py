@@ -21,8 +21,7 @@ import time_machine
 from stacks.dokploy.client import (
     CallRecord,
     DokployClient,
-    call_context,
-    record_call_in_context,
+    record_call,
     record_call_to_db,
     volume_in_use,
     volume_missing,
@@ -30,6 +29,7 @@ from stacks.dokploy.client import (
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, Domain, Mount, ProjectCreated
 from stacks.models import DeploymentAttempt, DokployCall, Stack
+from stacks.pipeline import Run
 from stacks.resilience import CircuitBreaker
 from tests.dokploy.client_fixtures import (
     API,
@@ -1316,7 +1316,7 @@ def test_the_key_never_leaks_even_when_dokploy_echoes_it(api, caplog):
     caplog.set_level(logging.DEBUG)
     waits: list[float] = []
 
-    with make_client(waits=waits, on_call=record_call_in_context) as client:
+    with make_client(waits=waits, on_call=record_call) as client:
         with pytest.raises(DokployError) as rejected:
             client.project_create(name="ai-stack-alice")
         with pytest.raises(DokployError) as unreachable:
@@ -1372,14 +1372,16 @@ def attempt(alice) -> DeploymentAttempt:
 
 
 @pytest.mark.django_db
-def test_calls_are_stored_for_the_attempt_and_phase_in_context(api, attempt, settings):
+def test_calls_of_a_run_are_stored_for_its_attempt_and_phase(api, attempt, settings):
     settings.DOKPLOY_URL = "https://dokploy.test"
     settings.DOKPLOY_API_KEY = CANARY_KEY
     settings.DOKPLOY_API_KEY_FILE = ""
     settings.DOKPLOY_RETRY_BASE = 0.0
     api.get(f"{API}/project.all").mock(side_effect=[outage(), answer(200, []), answer(200, [])])
 
-    with DokployClient.from_settings() as client, call_context(attempt.pk, "project"):
+    with DokployClient.from_settings() as client:
+        run = Run(attempt, owner="worker-1", client=client)
+        run.phase = "project"
         client.project_all()
     with DokployClient.from_settings() as client:
         client.project_all()  # outside any attempt
@@ -1447,7 +1449,7 @@ def test_from_settings_uses_the_settings_and_a_shared_breaker(settings):
         assert client.retry.base == 0.25
         assert client.retry.retry_after_max == 12.0
         assert isinstance(client.breaker, CircuitBreaker)
-        assert client.on_call is record_call_in_context
+        assert client.on_call is record_call
     with DokployClient.from_settings(breaker=None) as client:
         assert client.breaker is None
 

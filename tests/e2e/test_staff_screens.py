@@ -1,8 +1,9 @@
 """Staff pages in real Chromium, with data from simulated runs: failure analysis, reconciler,
 and the confirmation of a staff action.
 
-The browser is driven through Playwright's sync API with fixtures of this module only (named
-staff_*), so it shares nothing with the user pages' browser tests. Attempts run in this process
+The browser is driven through Playwright's sync API with fixtures of this module (named
+staff_*) on pytest-playwright's session-wide driver, so it shares no browser, context or page
+with the other browser tests. Attempts run in this process
 (`pipeline.run_attempt`), so no worker cluster is needed. Screenshots go to a temporary folder,
 or to $SCREENSHOTS_DIR when it is set (docs/screenshots/ for the docs).
 """
@@ -15,15 +16,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import DeploymentAttempt, Stack
-
-# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run in
-# such a thread unless told that this is deliberate.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = pytest.mark.e2e
 
@@ -40,17 +37,28 @@ CHROMIUM_ARGS = [
 PULL_DENIED = "pull access denied for ghcr.io/ai-stack/opencode-ttyd, repository does not exist"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _staff_sync_playwright_with_django() -> Iterator[None]:
+    # Playwright's sync API leaves its event loop marked as running in this thread until its
+    # session-wide driver stops; Django's ORM refuses to run beside a running loop unless told
+    # that this is deliberate. Session scope: the test database's teardown needs it too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
 @pytest.fixture(scope="module")
-def staff_browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
-            args=CHROMIUM_ARGS,
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+def staff_browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, launched from pytest-playwright's session-wide driver (one driver per
+    session: the sync API cannot start a second one in the same thread)."""
+    browser = playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+        args=CHROMIUM_ARGS,
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from stacks import lifecycle
 from stacks.management.foreground import UsernameCommand, run_in_foreground
-from stacks.models import DeploymentAttempt, Stack
-
-Kind = DeploymentAttempt.Kind
+from stacks.models import AttemptKind, Stack
 
 
 class Command(UsernameCommand):
@@ -35,7 +33,7 @@ class Command(UsernameCommand):
             user.save()
             self.stdout.write(f"created portal user {username}")
         existing = Stack.objects.filter(owner=user).first()
-        kind = Kind.REDEPLOY if options["redeploy"] and existing else Kind.CREATE
+        kind = AttemptKind.REDEPLOY if options["redeploy"] and existing else AttemptKind.CREATE
         try:
             attempt = lifecycle.request_attempt(
                 user, kind, reason=options["reason"], dispatch=False

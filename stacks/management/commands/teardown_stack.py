@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from stacks import lifecycle
 from stacks.management.foreground import UsernameCommand, run_in_foreground
-from stacks.models import DeploymentAttempt
+from stacks.models import AttemptKind
 
 
 class Command(UsernameCommand):
@@ -23,7 +23,7 @@ class Command(UsernameCommand):
         try:
             attempt = lifecycle.request_attempt(
                 user,
-                DeploymentAttempt.Kind.TEARDOWN,
+                AttemptKind.TEARDOWN,
                 reason="teardown_stack command",
                 dispatch=False,
             )

@@ -1,4 +1,7 @@
-"""The portal's own health: is the database reachable, is a task-queue cluster alive."""
+"""The portal's own health (`/healthz`): is the database reachable, is a task cluster alive.
+
+Not to be confused with `stacks.health`, which checks a person's deployed stack.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ import time
 from typing import Any
 
 from django.db import connection
+from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 from django_q.status import Stat
 
 
@@ -38,3 +44,22 @@ def queue_status() -> dict[str, Any]:
         "workers": workers,
         "heartbeat_age_s": round(age, 1),
     }
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Web health for load balancers and the container HEALTHCHECK.
+
+    503 only when the database is unreachable; a missing task-queue heartbeat is reported
+    (status "degraded") but does not make the web process unhealthy.
+    """
+    database = database_status()
+    queue = queue_status()
+    if not database["ok"]:
+        status, code = "error", 503
+    elif not queue["ok"]:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return JsonResponse({"status": status, "database": database, "queue": queue}, status=code)

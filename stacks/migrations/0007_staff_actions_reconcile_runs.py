@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stacks', '0005_attempt_kind_repair'),
+        ('stacks', '0006_attempt_kind_repair'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

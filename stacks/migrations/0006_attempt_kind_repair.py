@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stacks', '0004_attempt_rollback_progress_and_consistency'),
+        ('stacks', '0005_oidc_identity'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
