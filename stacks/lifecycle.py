@@ -2,7 +2,8 @@
 
 Requests only ever create or change DeploymentAttempt rows and hand them to the queue; the
 pipeline does the work. Each function validates its input and raises an error a person can act
-on, before anything reaches Dokploy.
+on, before anything reaches Dokploy. Staff ask through `stacks.staff_actions`, which calls these
+and writes the audit trail.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ def retry_attempt(
     attempt: DeploymentAttempt,
     *,
     by: User,
+    reason: str = "",
     idempotency_key: uuid.UUID | None = None,
+    dispatch: bool = True,
 ) -> DeploymentAttempt:
     """Ask again for what a failed, rolled-back or cancelled attempt was asked to do."""
     if attempt.is_active:
@@ -146,9 +149,10 @@ def retry_attempt(
         attempt.stack.owner,
         attempt.kind,
         requested_by=by,
-        reason=f"Try again after attempt #{attempt.pk}",
+        reason=reason or f"Try again after attempt #{attempt.pk}",
         delete_data=attempt.delete_data,
         idempotency_key=idempotency_key,
+        dispatch=dispatch,
     )
 
 
@@ -174,3 +178,11 @@ def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> Non
     attempt.refresh_from_db()
     if not asked:
         raise LifecycleError(f"This {attempt.kind} already ended ({attempt.get_status_display()}).")
+
+
+def asked_by_someone_else(attempt: DeploymentAttempt) -> str:
+    """The username of whoever requested the attempt on the owner's behalf, or ""."""
+    requester = attempt.requested_by
+    if requester is None or requester.pk == attempt.stack.owner_id:
+        return ""
+    return requester.get_username()

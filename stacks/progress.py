@@ -41,48 +41,59 @@ PROVISION = (
     Planned("Project", Phase.PROJECT),
     Planned("Environment", Phase.ENVIRONMENT),
     Planned("Application", Phase.APPLICATION),
+    Planned("Your files", Phase.VOLUME),
     Planned("Domain", Phase.DOMAIN),
     Planned("Deploy", Phase.DEPLOY),
     Planned("Health checks", Phase.HEALTH),
 )
-PLANS: dict[str, tuple[Planned, ...]] = {
-    AttemptKind.CREATE: PROVISION,
-    AttemptKind.REDEPLOY: PROVISION,
-    AttemptKind.STOP: (Planned("Stop the application", Phase.APPLICATION),),
-    AttemptKind.START: (
-        Planned("Start the application", Phase.APPLICATION),
-        Planned("Health checks", Phase.HEALTH),
+TEARDOWN = (
+    Planned("Find the project", Phase.PROJECT, Action.QUERY),
+    Planned("Delete the application", Phase.APPLICATION),
+    Planned("Remove the project", Phase.PROJECT, Action.DELETE),
+)
+# A teardown asked to delete the files shows that step too.
+TEARDOWN_WITH_FILES = (*TEARDOWN[:2], Planned("Delete your files", Phase.VOLUME), TEARDOWN[2])
+
+
+@dataclass(frozen=True)
+class KindView:
+    """How an attempt of one kind is shown: its page heading, the tab title while it runs and
+    once it succeeded, and the lines of its timeline."""
+
+    heading: str
+    doing: str
+    done: str
+    plan: tuple[Planned, ...]
+
+
+# One line per kind of attempt (a test checks that every kind has one).
+KINDS: dict[str, KindView] = {
+    AttemptKind.CREATE: KindView("Creating your AI stack", "Deploying", "Ready", PROVISION),
+    AttemptKind.REDEPLOY: KindView("Redeploying your AI stack", "Redeploying", "Ready", PROVISION),
+    AttemptKind.STOP: KindView(
+        "Stopping your AI stack",
+        "Stopping",
+        "Stopped",
+        (Planned("Stop the application", Phase.APPLICATION),),
     ),
-    AttemptKind.TEARDOWN: (
-        Planned("Find the project", Phase.PROJECT, Action.QUERY),
-        Planned("Delete the application", Phase.APPLICATION),
-        Planned("Remove the project", Phase.PROJECT, Action.DELETE),
+    AttemptKind.START: KindView(
+        "Starting your AI stack",
+        "Starting",
+        "Ready",
+        (
+            Planned("Start the application", Phase.APPLICATION),
+            Planned("Health checks", Phase.HEALTH),
+        ),
     ),
-}
-# What the tab title says while an attempt of each kind runs, and once it succeeded.
-DOING: dict[str, str] = {
-    AttemptKind.CREATE: "Deploying",
-    AttemptKind.REDEPLOY: "Redeploying",
-    AttemptKind.STOP: "Stopping",
-    AttemptKind.START: "Starting",
-    AttemptKind.TEARDOWN: "Removing",
-}
-DONE: dict[str, str] = {
-    AttemptKind.CREATE: "Ready",
-    AttemptKind.REDEPLOY: "Ready",
-    AttemptKind.STOP: "Stopped",
-    AttemptKind.START: "Ready",
-    AttemptKind.TEARDOWN: "Removed",
+    AttemptKind.TEARDOWN: KindView("Deleting your AI stack", "Removing", "Removed", TEARDOWN),
+    AttemptKind.REPAIR: KindView("Repairing your AI stack", "Repairing", "Ready", PROVISION),
 }
 
 
-HEADINGS: dict[str, str] = {
-    AttemptKind.CREATE: "Creating your AI stack",
-    AttemptKind.REDEPLOY: "Redeploying your AI stack",
-    AttemptKind.STOP: "Stopping your AI stack",
-    AttemptKind.START: "Starting your AI stack",
-    AttemptKind.TEARDOWN: "Deleting your AI stack",
-}
+def plan_of(attempt: DeploymentAttempt) -> tuple[Planned, ...]:
+    if attempt.kind == AttemptKind.TEARDOWN and attempt.delete_data:
+        return TEARDOWN_WITH_FILES
+    return KINDS[attempt.kind].plan
 
 
 class RowState(StrEnum):
@@ -156,7 +167,7 @@ class Progress:
 
     @property
     def heading(self) -> str:
-        return HEADINGS[self.attempt.kind]
+        return KINDS[self.attempt.kind].heading
 
     @property
     def current(self) -> int:
@@ -180,9 +191,9 @@ class Progress:
                 return "Cancelling"
             if self.rolling_back:
                 return "Rolling back"
-            return f"{DOING[attempt.kind]} {self.current}/{len(self.rows)}"
+            return f"{KINDS[attempt.kind].doing} {self.current}/{len(self.rows)}"
         if attempt.status == AttemptStatus.SUCCEEDED:
-            return DONE[attempt.kind]
+            return KINDS[attempt.kind].done
         if attempt.status == AttemptStatus.CANCELLED:
             return "Cancelled"
         return "Failed"
@@ -239,7 +250,7 @@ def build(
     expected_start: datetime | None = None,
     dokploy_retry_at: datetime | None = None,
 ) -> Progress:
-    plan = PLANS[attempt.kind]
+    plan = plan_of(attempt)
     planned = [step for step in steps if step.phase != Phase.ROLLBACK]
     grouped = [[step for step in planned if line.matches(step)] for line in plan]
     last_reached = max((n for n, group in enumerate(grouped) if group), default=-1)

@@ -32,8 +32,8 @@ def test_a_running_create_counts_its_lines(alice):
 
     shown = view(running)
 
-    assert states(shown) == ["done", "skipped", "running", "waiting", "waiting", "waiting"]
-    assert shown.title == "Deploying 3/6"
+    assert states(shown) == ["done", "skipped", "running"] + ["waiting"] * 4
+    assert shown.title == "Deploying 3/7"
     assert shown.heading == "Creating your AI stack"
 
 
@@ -43,7 +43,7 @@ def test_durations_add_up_and_a_running_step_counts_until_now(alice):
     step(running, "health", duration_ms=300, action="query")
     step(running, "health", status="running", action="query", started_at=now - timedelta(seconds=2))
 
-    row = view(running, now).rows[5]
+    row = view(running, now).rows[6]
 
     assert row.duration == timedelta(seconds=2.3)
     assert row.state == State.RUNNING
@@ -77,7 +77,9 @@ def test_a_failed_create_names_the_phase_and_lists_the_rollback(alice):
 
     shown = view(failed)
 
-    assert states(shown) == ["done", "not_reached", "not_reached", "failed"] + ["not_reached"] * 2
+    assert states(shown) == ["done", "not_reached", "not_reached", "not_reached", "failed"] + [
+        "not_reached"
+    ] * 2
     assert shown.title == "Failed"
     assert shown.failure == progress.Failure(
         phase="Domain",
@@ -119,7 +121,7 @@ def test_a_cancelled_run_marks_where_it_stopped(alice):
 
     shown = view(cancelled)
 
-    assert shown.rows[4].state == State.CANCELLED
+    assert shown.rows[5].state == State.CANCELLED
     assert shown.title == "Cancelled"
     assert shown.failure is not None
     assert shown.failure.cause == "It was cancelled on request."
@@ -194,7 +196,7 @@ def test_a_summary_that_only_repeats_the_line_is_left_out(alice):
     running = attempt(make_stack(alice), Status.RUNNING)
     step(running, "deploy", action="update", summary="Deploy", status="running")
 
-    assert view(running).rows[4].summary == ""
+    assert view(running).rows[5].summary == ""
 
 
 def test_load_reads_the_open_breaker_without_writing(alice, settings):
@@ -229,3 +231,7 @@ def test_causes_in_plain_words(alice, code, cause):
     failing = step(failed, "domain", status="failed", error_code=code)
 
     assert progress.plain_cause(failed, failing) == cause
+
+
+def test_every_kind_of_attempt_is_shown_with_its_own_timeline():
+    assert set(progress.KINDS) == set(DeploymentAttempt.Kind.values)

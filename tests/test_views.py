@@ -412,11 +412,11 @@ def test_the_polled_partial_carries_the_tab_title_and_keeps_polling(as_alice, al
 
     html = page(response)
     assert response.status_code == 200
-    assert html.lstrip().startswith("<title>Deploying 2/6 · Create #")
+    assert html.lstrip().startswith("<title>Deploying 2/7 · Create #")
     assert "<html" not in html
     assert 'class="step step--done"' in html
     assert 'class="step step--running" aria-current="step"' in html
-    assert html.count('class="step step--waiting"') == 4
+    assert html.count('class="step step--waiting"') == 5
 
 
 def test_polling_stops_with_286_once_the_attempt_ended(as_alice, alice, settings):
@@ -526,7 +526,7 @@ def test_a_failure_shows_the_phase_the_cause_dokploy_message_and_the_rollback(as
     assert "Deleted application opencode-alice" in html
     assert "Removed project ai-stack-alice" in html
     assert 'class="step step--failed"' in html
-    assert html.count('class="step step--not_reached"') == 2
+    assert html.count('class="step step--not_reached"') == 3
     assert 'id="retry-button">Try again' in html
     assert 'id="cancel-button"' not in html
 

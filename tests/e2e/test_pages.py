@@ -52,12 +52,12 @@ def test_create_watch_it_get_ready_open_it_and_find_it_in_history(visit, e2e_sim
 
     expect(page).to_have_url(re.compile(r"/attempts/\d+/$"))
     page.evaluate("window.stillTheSamePage = true")
-    expect(page).to_have_title(re.compile(r"^Deploying 5/6 · Create #"))
+    expect(page).to_have_title(re.compile(r"^Deploying 6/7 · Create #"))
     expect(page.locator(".step--running .step-name")).to_have_text("Deploy")
     visit.check("progress-running", photo=True)
     expect(page).to_have_title(re.compile(r"^Ready · Create #"))
     assert page.evaluate("window.stillTheSamePage") is True  # updated in place, no reload
-    expect(page.locator(".step--done")).to_have_count(5)
+    expect(page.locator(".step--done")).to_have_count(6)
     expect(page.locator(".step--skipped .step-name")).to_have_text("Environment")
     # Times are shown in the viewer's zone (Berlin), not in the UTC the server renders.
     expect(page.locator(".meta time")).not_to_contain_text("UTC")
@@ -243,7 +243,7 @@ def test_cancel_a_running_deployment_and_see_it_cleaned_up(visit, e2e_simulator)
     visit.sign_in("carol")
     visit.go("/")
     page.get_by_role("button", name="Create my AI stack").click()
-    expect(page).to_have_title(re.compile(r"^Deploying 5/6"))
+    expect(page).to_have_title(re.compile(r"^Deploying 6/7"))
 
     page.get_by_role("link", name="Cancel").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Cancel this create?")
