@@ -614,5 +614,12 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
 class ReconcileFindingAdmin(ReadOnlyAdmin):
     list_display = ["run", "kind", "username", "project_name", "application_id", "fix"]
     list_filter = ["kind", "fix", "run"]
-    search_fields = ["username", "project_id", "project_name", "application_id", "domain_id"]
+    search_fields = [
+        "username",
+        "project_id",
+        "project_name",
+        "application_id",
+        "domain_id",
+        "volume_name",
+    ]
     list_select_related = ["run"]

@@ -20,6 +20,12 @@ class ActionForm(forms.Form):
         return cls(initial={"key": uuid.uuid4()})
 
 
+class DeleteStackForm(ActionForm):
+    """The delete confirmation: the person's files are kept unless this box is ticked."""
+
+    delete_data = forms.BooleanField(required=False, label="Also delete my files")
+
+
 class LocalSignInForm(forms.Form):
     """Sign in as anyone with a valid stack username; local development only (DEBUG on)."""
 

@@ -666,6 +666,7 @@ class FindingKind(models.TextChoices):
     DOMAIN_DRIFT = "domain_drift", "Domain drifted"
     IMAGE_DRIFT = "image_drift", "Image drifted"
     SHARED_NAME = "shared_name", "Project name shared"
+    ORPHAN_VOLUME = "orphan_volume", "Workspace volume without a stack"
 
 
 class FindingFix(models.TextChoices):
@@ -699,6 +700,7 @@ class ReconcileFinding(models.Model):
     application_id = models.CharField(max_length=64, blank=True)
     application_name = models.CharField(max_length=255, blank=True)
     domain_id = models.CharField(max_length=64, blank=True)
+    volume_name = models.CharField(max_length=255, blank=True)
     attempt = models.ForeignKey(
         DeploymentAttempt,
         null=True,

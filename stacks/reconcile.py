@@ -53,7 +53,7 @@ from django_q.models import Schedule
 from stacks import names, staff_actions, throttle
 from stacks.dokploy.client import CallRecord, DokployClient, record_call_to_db
 from stacks.dokploy.errors import DokployError
-from stacks.dokploy.types import Application, ApplicationSummary, Project
+from stacks.dokploy.types import Application, ApplicationSummary, DockerVolume, Project
 from stacks.models import DeploymentAttempt, ReconcileFinding, ReconcileRun, Stack, StaffAction
 from stacks.pipeline.target import Target
 from stacks.redaction import redact_text
@@ -131,6 +131,7 @@ class Found:
     application_id: str = ""
     application_name: str = ""
     domain_id: str = ""
+    volume_name: str = ""
     attempt: DeploymentAttempt | None = None
 
 
@@ -179,7 +180,32 @@ def scan(client: DokployClient) -> Scan:
             continue
         checked += 1
         findings.extend(drift(stack, by_id.get(stack.project_id), client))
+    findings.extend(unowned_volumes(client.docker_volumes(), records))
     return Scan(findings, len(ours), checked, protected)
+
+
+def unowned_volumes(volumes: list[DockerVolume], records: Records) -> list[Found]:
+    """Volumes named like a person's workspace that no stack records: reported, never removed.
+
+    They hold someone's files (an account that went, a name changed by hand); only a person
+    who knows whose they are may delete them.
+    """
+    owned = {stack.volume_name for stack in records.stacks.values() if stack.volume_name}
+    found = []
+    for volume in sorted(volumes, key=lambda v: v.name):
+        if volume.name in owned or not names.looks_like_a_workspace_volume(volume.name):
+            continue
+        username = names.username_of_volume(volume.name)
+        found.append(
+            Found(
+                Kind.ORPHAN_VOLUME,
+                f"Volume {volume.name} is named like {username}'s files, but no stack records "
+                "it. It is never deleted by the reconciler; find out whose files they are first.",
+                username=username,
+                volume_name=volume.name,
+            )
+        )
+    return found
 
 
 def _checkable(stack: Stack, records: Records) -> bool:
@@ -420,6 +446,7 @@ def store(record: ReconcileRun, result: Scan) -> list[ReconcileFinding]:
             application_id=found.application_id,
             application_name=found.application_name[:255],
             domain_id=found.domain_id,
+            volume_name=found.volume_name,
             attempt=found.attempt,
             detail=found.detail,
         )

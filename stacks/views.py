@@ -7,6 +7,7 @@ POST; a GET changes nothing. Errors from the lifecycle become messages on the pa
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -32,8 +33,9 @@ from django_htmx.middleware import HtmxDetails
 
 from portal.oidc import provider_logout_url
 from stacks import lifecycle, names, progress, queueing
-from stacks.forms import ActionForm, LocalSignInForm
+from stacks.forms import ActionForm, DeleteStackForm, LocalSignInForm
 from stacks.models import AttemptKind, DeploymentAttempt, Stack
+from stacks.units import format_bytes, format_cpus
 
 # The actions a button on the stack page may ask for, by the name in their URL.
 ACTIONS = {
@@ -88,15 +90,20 @@ def own_stack(request: HttpRequest) -> Stack | None:
     return Stack.objects.filter(owner_id=request.user.pk).first()
 
 
-def _ask(request: SignedInRequest, kind: str) -> HttpResponse:
+def _ask(
+    request: SignedInRequest, kind: str, form_class: type[ActionForm] = ActionForm
+) -> HttpResponse:
     """Ask the lifecycle for an attempt from a posted ActionForm; land on its progress page."""
-    form = ActionForm(request.POST)
+    form = form_class(request.POST)
     if not form.is_valid():
         messages.error(request, "That form was incomplete; please use the button again.")
         return redirect("home")
     try:
         attempt = lifecycle.request_attempt(
-            request.user, kind, idempotency_key=form.cleaned_data["key"]
+            request.user,
+            kind,
+            idempotency_key=form.cleaned_data["key"],
+            delete_data=bool(form.cleaned_data.get("delete_data")),
         )
     except lifecycle.StackBusy as busy:
         messages.error(request, f"{busy} Follow it here; it must end first.")
@@ -154,6 +161,9 @@ def stack_page(request: SignedInRequest) -> HttpResponse:
             "update_available": bool(stack.image) and stack.image != settings.STACK_IMAGE,
             "new_image": settings.STACK_IMAGE,
             "form": ActionForm.fresh(),
+            "volume_path": settings.STACK_VOLUME_PATH,
+            "memory_limit": format_bytes(settings.STACK_MEMORY_LIMIT_BYTES),
+            "cpu_limit": format_cpus(settings.STACK_CPU_LIMIT_NANOS),
         },
     )
 
@@ -172,7 +182,7 @@ def stack_action(request: SignedInRequest, action: str) -> HttpResponse:
 def delete_stack(request: SignedInRequest) -> HttpResponse:
     """GET: what will be removed, and a confirmation button; POST: the teardown."""
     if request.method == "POST":
-        return _ask(request, AttemptKind.TEARDOWN)
+        return _ask(request, AttemptKind.TEARDOWN, DeleteStackForm)
     stack = own_stack(request)
     if stack is None or not stack.dokploy_resources():
         messages.info(request, "There is no stack to delete.")
@@ -184,7 +194,8 @@ def delete_stack(request: SignedInRequest) -> HttpResponse:
             "stack": stack,
             "application": names.application_name(stack.username),
             "project": names.project_name(stack.username),
-            "form": ActionForm.fresh(),
+            "form": DeleteStackForm(initial={"key": uuid.uuid4()}),
+            "volume_path": settings.STACK_VOLUME_PATH,
         },
     )
 

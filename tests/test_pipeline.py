@@ -73,9 +73,9 @@ def test_happy_path_creates_a_healthy_stack(dokploy, alice):
         ("project", "create", "succeeded"),
         ("environment", "query", "skipped"),
         ("application", "create", "succeeded"),
+        ("application", "update", "skipped"),  # no limits configured
         ("application", "update", "succeeded"),
         ("volume", "create", "succeeded"),
-        ("application", "update", "skipped"),  # no limits configured
         ("domain", "create", "succeeded"),
         ("deploy", "update", "succeeded"),
     ]

@@ -77,9 +77,10 @@ def test_a_failed_create_names_the_phase_and_lists_the_rollback(alice):
 
     shown = view(failed)
 
-    assert states(shown) == ["done", "not_reached", "not_reached", "not_reached", "failed"] + [
-        "not_reached"
-    ] * 2
+    assert (
+        states(shown)
+        == ["done", "not_reached", "not_reached", "not_reached", "failed"] + ["not_reached"] * 2
+    )
     assert shown.title == "Failed"
     assert shown.failure == progress.Failure(
         phase="Domain",

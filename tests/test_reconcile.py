@@ -419,3 +419,22 @@ def test_the_scheduled_task_fixes_only_when_told(dokploy, settings):
     assert latest is not None
     assert (latest.trigger, latest.fix) == ("schedule", True)
     assert dokploy.state()["projects"] == {}
+
+
+def test_workspace_volumes_without_a_stack_are_reported_and_never_removed(dokploy):
+    alice = deploy("alice")
+    dokploy.add_volume("ai-stack-gone-files-0123abcd", {"thesis.tex": "someone's work"})
+    dokploy.add_volume("postgres-data")  # not named like a workspace: not ours to judge
+
+    run = reconcile.run(fix=True)
+
+    found = list(run.findings.filter(kind=Kind.ORPHAN_VOLUME))
+    assert [(f.volume_name, f.username, f.fix) for f in found] == [
+        ("ai-stack-gone-files-0123abcd", "gone", Fix.NONE)
+    ]
+    assert "never deleted by the reconciler" in found[0].detail
+    assert dokploy.volume("ai-stack-gone-files-0123abcd")["files"] == {
+        "thesis.tex": "someone's work"
+    }
+    assert dokploy.volume(alice.volume_name) is not None  # alice's own volume is not reported
+    assert dokploy.call_count("dockerVolume.removeVolume") == 0

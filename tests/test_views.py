@@ -367,17 +367,40 @@ def test_delete_confirmation_names_what_is_removed_and_changes_nothing(as_alice,
     assert "the application <code>opencode-alice</code>" in html
     assert "its domain <code>alice.ai.example.test</code> and its running service" in html
     assert "the project <code>ai-stack-alice</code>" in html
+    assert "Your files in <code>/workspace</code> are <strong>kept</strong>" in html
+    assert '<input type="checkbox" name="delete_data" id="id_delete_data">' in html
 
 
-def test_confirmed_delete_starts_a_teardown(as_alice, alice):
+def test_confirmed_delete_starts_a_teardown_that_keeps_the_files(as_alice, alice):
     deployed_stack(alice)
     key = form_key(page(as_alice.get("/stack/delete")))
 
     response = as_alice.post("/stack/delete", {"key": key})
 
     made = DeploymentAttempt.objects.get()
-    assert made.kind == "teardown"
+    assert (made.kind, made.delete_data) == ("teardown", False)
     assert response["Location"] == f"/attempts/{made.pk}/"
+
+
+def test_the_ticked_box_deletes_the_files_too(as_alice, alice):
+    deployed_stack(alice)
+    key = form_key(page(as_alice.get("/stack/delete")))
+
+    as_alice.post("/stack/delete", {"key": key, "delete_data": "on"})
+
+    made = DeploymentAttempt.objects.get()
+    assert (made.kind, made.delete_data) == ("teardown", True)
+
+
+def test_the_stack_page_says_where_the_files_are_kept_and_the_limits(as_alice, alice, settings):
+    deployed_stack(alice)
+    settings.STACK_MEMORY_LIMIT_BYTES = 2 * 1024**3
+    settings.STACK_CPU_LIMIT_NANOS = 1_500_000_000
+
+    html = page(as_alice.get("/stack/"))
+
+    assert "Kept in <code>/workspace</code>" in html
+    assert '<dd id="limits">Memory 2 GiB, CPU 1.5 CPUs</dd>' in html
 
 
 def test_delete_without_a_stack_goes_home_with_a_message(as_alice):

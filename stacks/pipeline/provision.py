@@ -59,9 +59,9 @@ def provision(run: Run) -> None:
     environment = ensure_environment(run, found)
     app = ensure_application(run, environment, fresh=found.created)
     changed = [
+        workspace.ensure_limits(run, app.application, created=app.created),
         ensure_image(run, app),
         workspace.ensure_mount(run, app.application, created=app.created),
-        workspace.ensure_limits(run, app.application, created=app.created),
         ensure_domain(run, app.application, fresh=app.created),
     ]
     # A new mount, new limits or a new image take effect only at the next deploy.

@@ -132,10 +132,14 @@ def test_stop_start_and_delete_from_the_stack_page(visit, e2e_simulator):
     expect(removed).to_contain_text("the application opencode-dave")
     expect(removed).to_contain_text(f"its domain dave.{STACK_DOMAIN}")
     expect(removed).to_contain_text("the project ai-stack-dave")
+    expect(page.get_by_label("Also delete my files")).not_to_be_checked()
     visit.check("delete-confirmation", photo=True)
+    page.get_by_label("Also delete my files").check()
     page.get_by_role("button", name="Yes, delete my AI stack").click()
     expect(page).to_have_title(re.compile(r"^Removed · Teardown #"))
+    expect(page.locator("#files-outcome")).to_have_text("Your files were deleted too.")
     assert e2e_simulator.state()["projects"] == {}
+    assert e2e_simulator.state()["volumes"] == {}
 
     visit.go("/")
     expect(page.get_by_role("button", name="Create my AI stack")).to_be_visible()

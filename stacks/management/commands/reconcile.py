@@ -40,7 +40,12 @@ class Command(BaseCommand):
             f"(attempt in progress), {len(findings)} findings"
         )
         for finding in findings:
-            subject = finding.application_name or finding.project_name or finding.username
+            subject = (
+                finding.application_name
+                or finding.project_name
+                or finding.volume_name
+                or finding.username
+            )
             ident = finding.application_id or finding.project_id
             line = f"  {finding.kind:<20} {subject} {f'({ident})' if ident else ''}".rstrip()
             self.stdout.write(f"{line}\n      {finding.detail}")
@@ -68,6 +73,7 @@ def as_json(run: ReconcileRun, findings: list[ReconcileFinding]) -> dict[str, An
                 "application_id": f.application_id,
                 "application_name": f.application_name,
                 "domain_id": f.domain_id,
+                "volume_name": f.volume_name,
                 "attempt": f.attempt_id,
                 "detail": f.detail,
                 "fix": f.fix,
