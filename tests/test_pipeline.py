@@ -758,3 +758,28 @@ def test_a_retried_call_shows_its_tries_on_the_running_step(dokploy, alice, monk
     assert seen == [(1, True), (2, True)]
     finished = result.steps.get(phase="domain")
     assert (finished.current_try, finished.next_try_at, finished.retries) == (3, None, 2)
+
+
+def test_a_stale_running_status_does_not_start_a_second_deployment(dokploy, alice, monkeypatch):
+    """A resumed run may read the application while the dead run's deployment still runs;
+    once that deployment is done, the run must not deploy again."""
+    import dataclasses
+
+    from stacks.dokploy.client import DokployClient
+
+    assert deploy(alice).status == Status.SUCCEEDED
+    original = DokployClient.application_one
+    reads: list[str] = []
+
+    def stale_first(self, application_id):
+        app = original(self, application_id)
+        reads.append(application_id)
+        return dataclasses.replace(app, application_status="running") if len(reads) == 1 else app
+
+    monkeypatch.setattr(DokployClient, "application_one", stale_first)
+
+    again = deploy(alice)
+
+    assert again.status == Status.SUCCEEDED
+    assert dokploy.call_count("application.deploy") == 1
+    assert again.steps.get(phase="deploy").status == "skipped"
