@@ -7,6 +7,7 @@ the embedded Dokploy simulator. The README lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from decimal import Decimal
@@ -71,6 +72,35 @@ def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+def envnetworks(name: str) -> list[str]:
+    """Comma-separated IP networks in CIDR notation (a bare address is a /32 or /128)."""
+    networks = []
+    for item in envlist(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP network. Example: {name}=10.0.0.0/8,192.168.1.5"
+            ) from None
+    return networks
+
+
+def envsecret(name: str, file_name: str) -> str:
+    """A secret from the environment, or from the file another variable names (read at start)."""
+    value, path = envstr(name).strip(), envstr(file_name).strip()
+    if value and path:
+        raise ImproperlyConfigured(f"set {name} or {file_name}, not both")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ImproperlyConfigured(f"cannot read {file_name} {path}: {exc}") from None
+        if not value:
+            raise ImproperlyConfigured(f"{file_name} {path} is empty")
+    register_secret(value)
+    return value
 
 
 def envpath(name: str, default: str) -> str:
@@ -343,6 +373,29 @@ STACK_CPU_LIMIT_NANOS = envcpus("STACK_CPU_LIMIT")
 RECONCILE_INTERVAL = envint("RECONCILE_INTERVAL", 10)
 RECONCILE_FIX = envbool("RECONCILE_FIX", False)
 
+# --- Metrics and alerts -----------------------------------------------------------------------
+
+# /metrics (portal/metrics.py) answers a scrape that passes every check configured here: the
+# bearer token; the client's network (X-Forwarded-For is believed from trusted proxies only).
+# With neither a token nor networks it answers 404, or with DEBUG on serves loopback only.
+METRICS_TOKEN = envsecret("METRICS_TOKEN", "METRICS_TOKEN_FILE")
+METRICS_ALLOWED_NETWORKS = envnetworks("METRICS_ALLOWED_NETWORKS")
+METRICS_TRUSTED_PROXIES = envnetworks("METRICS_TRUSTED_PROXIES")
+
+# Staff are told (stacks/alerts.py) by mail to ADMINS and, if set, a JSON POST to the webhook.
+ADMINS = [(address, address) for address in envlist("ADMINS")]
+SERVER_EMAIL = envstr("SERVER_EMAIL", "portal@localhost")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD", "EMAIL_HOST_PASSWORD_FILE")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envfloat("EMAIL_TIMEOUT", 10.0, minimum=0.1)
+EMAIL_SUBJECT_PREFIX = "[AI Stack Portal] "
+ALERT_WEBHOOK_URL = envstr("ALERT_WEBHOOK_URL")
+register_secret(ALERT_WEBHOOK_URL)  # chat webhook URLs carry their own credentials
+ALERT_WEBHOOK_TIMEOUT = envfloat("ALERT_WEBHOOK_TIMEOUT", 3.0, minimum=0.1)
+
 # --- Auth, static files, i18n -----------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -433,7 +486,8 @@ STORAGES = {
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Probes and Prometheus inside the deployment speak plain HTTP to the container.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

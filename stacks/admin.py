@@ -24,7 +24,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -276,10 +276,7 @@ class StuckFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() != "yes":
             return queryset
-        now = timezone.now()
-        return queryset.filter(status=DeploymentAttempt.Status.RUNNING).filter(
-            Q(deadline__lt=now) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
-        )
+        return queryset.filter(staff.stuck(timezone.now()))
 
 
 class HasOrphansFilter(admin.SimpleListFilter):

@@ -7,11 +7,13 @@ from django.db.models.signals import post_migrate
 
 
 def _install_schedules(sender: AppConfig, **kwargs: Any) -> None:
+    from stacks import metrics
     from stacks.queueing import ensure_schedules
     from stacks.reconcile import ensure_schedule as ensure_reconcile_schedule
 
     ensure_schedules()
     ensure_reconcile_schedule()
+    metrics.ensure_schedule()
 
 
 class StacksConfig(AppConfig):

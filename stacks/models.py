@@ -268,7 +268,14 @@ class DeploymentAttempt(models.Model):
 
     class Meta:
         ordering = ["-queued_at", "-id"]
-        indexes = [models.Index(fields=["status", "not_before"], name="attempt_queue_idx")]
+        indexes = [
+            models.Index(fields=["status", "not_before"], name="attempt_queue_idx"),
+            # Periods of the staff pages (by request time) and the metrics' windows (by start
+            # and by end) read only the rows of their time range.
+            models.Index(fields=["queued_at"], name="attempt_queued_idx"),
+            models.Index(fields=["started_at"], name="attempt_started_idx"),
+            models.Index(fields=["finished_at"], name="attempt_finished_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["stack"],
@@ -424,6 +431,7 @@ class DeploymentStep(models.Model):
 
     class Meta:
         ordering = ["attempt", "seq"]
+        indexes = [models.Index(fields=["finished_at"], name="step_finished_idx")]
         constraints = [
             models.UniqueConstraint(fields=["attempt", "seq"], name="step_seq_unique"),
         ]
@@ -475,6 +483,76 @@ class BreakerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+class BreakerEvent(models.Model):
+    """One change of a circuit breaker's state: append-only.
+
+    Written by `stacks.resilience` right after the conditional UPDATE that made the change, and
+    only by the process whose UPDATE changed the row, so each change is recorded once. The
+    breaker's history on the staff dashboard and the time of its last change come from here.
+    """
+
+    State = BreakerState.State
+
+    breaker = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    from_state = models.CharField(max_length=16, choices=State.choices)
+    to_state = models.CharField(max_length=16, choices=State.choices)
+    reason = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["breaker", "created_at"], name="breaker_event_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.breaker}: {self.from_state} → {self.to_state}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnly("breaker events are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnly("breaker events are never deleted")
+
+
+class AlertState(models.Model):
+    """A condition staff are told about (the breaker open, rollbacks failing, orphans in
+    Dokploy): whether it is going on now, since when, and how often it happened since.
+
+    One row per condition, shared by every process: the process whose conditional UPDATE
+    starts an outage sends its one message, later occurrences only count, and the process that
+    ends it sends the recovery (`stacks.alerts`).
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)
+    active = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    count = models.PositiveIntegerField(default=0, help_text="Occurrences in this outage")
+    detail = models.TextField(blank=True, help_text="The latest occurrence, redacted")
+
+    def __str__(self) -> str:
+        return f"{self.key}: {'active' if self.active else 'clear'}"
+
+
+class MetricsRollup(models.Model):
+    """The metrics' running totals of every record that ended before `through`.
+
+    A scrape adds what ended since `through` to these totals, so its queries read only recent
+    rows; the scheduled `stacks.metrics.fold` moves `through` forward with a compare-and-set
+    (see stacks/metrics.py). One row.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    through = models.DateTimeField()
+    totals = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"metrics through {self.through.isoformat()}"
 
 
 class OIDCIdentity(models.Model):

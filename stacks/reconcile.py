@@ -50,7 +50,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from stacks import names, staff_actions, throttle
+from stacks import alerts, names, staff_actions, throttle
 from stacks.dokploy.client import CallRecord, DokployClient, record_call_to_db
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, ApplicationSummary, DockerVolume, Project
@@ -415,6 +415,8 @@ def run(
             client.close()
         record.finished_at = timezone.now()
         record.save()
+    if record.status == ReconcileRun.Status.OK:
+        alerts.reconcile_finished(record)
     return record
 
 

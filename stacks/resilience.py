@@ -16,6 +16,10 @@ is up, so it counts as a success, and a 429 counts as neither. While OPEN, calls
 with BREAKER_OPEN and send nothing. HALF_OPEN lets exactly one request (the probe) through at a
 time: a process claims it by setting `probe_started_at` with an UPDATE conditioned on it being
 empty, and only the process whose UPDATE changed a row sends its request.
+
+Every change of state is also written as a BreakerEvent (the breaker's history), and staff are
+told when it opens and when it closes again (`stacks.alerts`): both only by the process whose
+conditional UPDATE made the change, so each change is recorded and announced once.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from stacks import alerts
 from stacks.dokploy.errors import DokployError
-from stacks.models import BreakerState
+from stacks.models import BreakerEvent, BreakerState
 
 logger = logging.getLogger("stacks.resilience")
 
@@ -261,6 +266,7 @@ class CircuitBreaker:
                 )
             ):
                 logger.info("circuit breaker %s half-open: sending a probe", self.name)
+                self._changed(State.OPEN, State.HALF_OPEN, f"{self.reset:g} s passed: a probe", now)
                 return Ticket(now)
         if (
             self._rows()
@@ -307,6 +313,9 @@ class CircuitBreaker:
             )
         ):
             logger.info("circuit breaker %s closed: Dokploy answers again", self.name)
+            self._changed(
+                State.HALF_OPEN, State.CLOSED, f"{self.successes} probes succeeded in a row", now
+            )
 
     def record_failure(self, ticket: Ticket) -> None:
         """One server-side failure: a 5xx, or no answer at all."""
@@ -324,6 +333,7 @@ class CircuitBreaker:
                     self.name,
                     extra={"retry_at": (now + timedelta(seconds=self.reset)).isoformat()},
                 )
+                self._changed(State.HALF_OPEN, State.OPEN, "the probe failed", now)
             return
         self._rows().filter(state=State.CLOSED).update(
             consecutive_failures=F("consecutive_failures") + 1, updated_at=now
@@ -339,6 +349,7 @@ class CircuitBreaker:
                 self.failures,
                 extra={"retry_at": (now + timedelta(seconds=self.reset)).isoformat()},
             )
+            self._changed(State.CLOSED, State.OPEN, f"{self.failures} consecutive failures", now)
 
     def release(self, ticket: Ticket) -> None:
         """Give the probe claim back without a verdict (a 429, or a request never sent)."""
@@ -378,15 +389,29 @@ class CircuitBreaker:
     def reset_breaker(self) -> None:
         """Close the breaker and forget its counts."""
         self._row()
-        self._rows().update(
-            state=State.CLOSED,
-            consecutive_failures=0,
-            consecutive_successes=0,
-            opened_at=None,
-            probe_started_at=None,
-            updated_at=timezone.now(),
-        )
+        now = timezone.now()
+        closed = {
+            "state": State.CLOSED,
+            "consecutive_failures": 0,
+            "consecutive_successes": 0,
+            "opened_at": None,
+            "probe_started_at": None,
+            "updated_at": now,
+        }
+        for state in (State.OPEN, State.HALF_OPEN):
+            if self._rows().filter(state=state).update(**closed):
+                self._changed(state, State.CLOSED, "reset by hand", now)
+        self._rows().filter(state=State.CLOSED).update(**closed)
         logger.warning("circuit breaker %s reset by hand", self.name)
+
+    # History -----------------------------------------------------------------------------
+
+    def _changed(self, old: str, new: str, reason: str, now: datetime) -> None:
+        """Record a change of state that this process's conditional UPDATE just made."""
+        BreakerEvent.objects.create(
+            breaker=self.name, created_at=now, from_state=old, to_state=new, reason=reason
+        )
+        alerts.breaker_changed(self.name, new, reason)
 
     # Rows --------------------------------------------------------------------------------
 

@@ -66,6 +66,13 @@ class Period:
         )
 
 
+def stuck(now: datetime) -> Q:
+    """Running attempts past their deadline or with an expired lease."""
+    return Q(status=Status.RUNNING) & (
+        Q(deadline__lt=now) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+    )
+
+
 # --- Totals -----------------------------------------------------------------------------------
 
 

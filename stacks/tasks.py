@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from stacks import pipeline, queueing
+from stacks import metrics, pipeline, queueing
 from stacks import reconcile as reconciler
 from stacks.models import ReconcileRun
 
@@ -25,3 +25,8 @@ def reap_attempts() -> dict[str, int]:
 def reconcile() -> str:
     run = reconciler.run(fix=settings.RECONCILE_FIX, trigger=ReconcileRun.Trigger.SCHEDULE)
     return f"run #{run.pk} {run.status}"
+
+
+def fold_metrics() -> str:
+    through = metrics.fold()
+    return f"folded through {through.isoformat()}" if through else "nothing to fold"

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from stacks import alerts
 from stacks.dokploy.errors import DokployError
 from stacks.models import AttemptStatus, DeploymentStep, Stack
 from stacks.pipeline import workspace
@@ -64,6 +65,7 @@ def resume_rollback(run: Run) -> None:
         ]
         run.save_stack(observed_state=Stack.Observed.FAILED, observed_at=timezone.now())
         run.finish(AttemptStatus.FAILED, rollback_errors=errors)
+        _announce(run, AttemptStatus.FAILED, errors)
         return
     with run.step(Phase.ROLLBACK, Action.QUERY, "Continue the rollback", check=False) as out:
         out.summary = f"Continuing the rollback after {run.attempt.error_code}"
@@ -92,6 +94,18 @@ def roll_back_and_finish(run: Run) -> None:
         observed = Stack.Observed.NEW
     run.save_stack(observed_state=observed, observed_at=timezone.now())
     run.finish(status, rollback_errors=errors)
+    _announce(run, status, errors)
+
+
+def _announce(run: Run, status: str, errors: list[str]) -> None:
+    """Staff hear of a rollback that left something behind, and when rollbacks work again."""
+    alerts.rollback_ended(
+        attempt_id=run.attempt.pk,
+        kind=run.attempt.kind,
+        username=run.stack.username,
+        status=status,
+        errors=errors,
+    )
 
 
 def roll_back(run: Run) -> list[str]:
