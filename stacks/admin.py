@@ -31,7 +31,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from stacks import lifecycle, reconcile, staff, staff_actions
+from stacks import dashboard, lifecycle, reconcile, staff, staff_actions
 from stacks.models import (
     BreakerState,
     DeploymentAttempt,
@@ -477,8 +477,10 @@ class DeploymentAttemptAdmin(OperateMixin, ReadOnlyAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         failures = self.admin_site.admin_view(self.failure_analysis_view)
+        board = self.admin_site.admin_view(self.dashboard_view)
         return [
             path("failures/", failures, name="stacks_failure_analysis"),
+            path("dashboard/", board, name="stacks_dashboard"),
             *super().get_urls(),
         ]
 
@@ -492,9 +494,22 @@ class DeploymentAttemptAdmin(OperateMixin, ReadOnlyAdmin):
             "title": "Failure analysis",
             "opts": self.model._meta,
             "form": form,
-            "report": staff.failure_report(period),
+            "report": staff.failure_report(period, form.focus()),
         }
         return TemplateResponse(request, "admin/stacks/failure_analysis.html", context)
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        key = request.GET.get("period", "")
+        key = key if key in dashboard.PERIODS else staff.DEFAULT_PERIOD
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Provisioning dashboard",
+            "opts": self.model._meta,
+            **dashboard.build(key),
+        }
+        return TemplateResponse(request, "admin/stacks/dashboard.html", context)
 
 
 class PeriodForm(forms.Form):
@@ -503,10 +518,18 @@ class PeriodForm(forms.Form):
         initial=staff.DEFAULT_PERIOD,
         required=False,
     )
+    # Set by the dashboard's links: only the failures of one phase or error code.
+    phase = forms.CharField(max_length=16, required=False, widget=forms.HiddenInput)
+    code = forms.CharField(max_length=64, required=False, widget=forms.HiddenInput)
 
     def chosen(self) -> staff.Period:
         key = self.cleaned_data.get("period") if self.is_valid() else None
         return staff.Period.last(key or staff.DEFAULT_PERIOD)
+
+    def focus(self) -> staff.Focus:
+        if not self.is_valid():
+            return staff.Focus()
+        return staff.Focus(self.cleaned_data["phase"], self.cleaned_data["code"])
 
 
 @admin.register(DokployCall)

@@ -66,6 +66,24 @@ class Period:
         )
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Narrows the failures to one phase or error code (or both), and the phases to one."""
+
+    phase: str = ""
+    code: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.phase or self.code)
+
+    def failures(self, rows: QuerySet[DeploymentAttempt]) -> QuerySet[DeploymentAttempt]:
+        if self.phase:
+            rows = rows.filter(failure_phase=self.phase)
+        if self.code:
+            rows = rows.filter(error_code=self.code)
+        return rows
+
+
 def stuck(now: datetime) -> Q:
     """Running attempts past their deadline or with an expired lease."""
     return Q(status=Status.RUNNING) & (
@@ -150,18 +168,21 @@ class FailureGroup:
         return self.share * 100
 
 
-def failure_groups(period: Period, total: Totals | None = None) -> list[FailureGroup]:
+def failure_groups(
+    period: Period, total: Totals | None = None, focus: Focus = Focus(), *, details: bool = True
+) -> list[FailureGroup]:
     """Failed and rolled-back attempts grouped by the phase and error code they failed with,
-    the most frequent first, with their share of all attempts, examples and messages."""
+    the most frequent first, with their share of all attempts, and with `details` examples
+    and messages."""
     total = total or totals(period)
-    failures = period.attempts().filter(status__in=FAILURES)
+    failures = focus.failures(period.attempts().filter(status__in=FAILURES))
     groups = (
         failures.values("failure_phase", "error_code")
         .annotate(count=Count("id"), first=Min("finished_at"), last=Max("finished_at"))
         .order_by("-count", "failure_phase", "error_code")
     )
-    examples = _examples(failures)
-    messages = _messages(failures)
+    examples = _examples(failures) if details else {}
+    messages = _messages(failures) if details else {}
     return [
         FailureGroup(
             phase=row["failure_phase"],
@@ -272,8 +293,9 @@ class PhaseStats:
         return round(self.total_ms / self.attempts) if self.attempts else 0
 
 
-def phase_stats(period: Period) -> list[PhaseStats]:
-    """Per phase: steps, retries, rollbacks and Dokploy calls, the slowest phase first."""
+def phase_stats(period: Period, focus: Focus = Focus()) -> list[PhaseStats]:
+    """Per phase (or only the focus's): steps, retries, rollbacks and Dokploy calls, the
+    slowest phase first."""
     steps = {
         row["phase"]: row
         for row in period.steps()
@@ -311,6 +333,8 @@ def phase_stats(period: Period) -> list[PhaseStats]:
         .order_by()
     }
     phases = [p for p in DeploymentStep.Phase.values if p in steps or p in rollbacks or p in calls]
+    if focus.phase:
+        phases = [p for p in phases if p == focus.phase]
     stats = [
         PhaseStats(
             phase=phase,
@@ -340,10 +364,12 @@ class SlowStep:
     duration_ms: int
 
 
-def slowest_steps(period: Period, limit: int = SLOWEST_STEPS) -> list[SlowStep]:
+def slowest_steps(
+    period: Period, limit: int = SLOWEST_STEPS, focus: Focus = Focus()
+) -> list[SlowStep]:
+    steps = period.steps().filter(phase=focus.phase) if focus.phase else period.steps()
     rows = (
-        period.steps()
-        .filter(duration_ms__isnull=False)
+        steps.filter(duration_ms__isnull=False)
         .order_by("-duration_ms", "id")
         .values("attempt_id", "attempt__stack__username", "phase", "summary", "duration_ms")[:limit]
     )
@@ -366,17 +392,20 @@ class FailureReport:
     groups: list[FailureGroup]
     phases: list[PhaseStats]
     slowest: list[SlowStep]
+    focus: Focus = Focus()
 
 
-def failure_report(period: Period) -> FailureReport:
-    """Everything the failure-analysis page shows, in a bounded number of queries."""
+def failure_report(period: Period, focus: Focus = Focus()) -> FailureReport:
+    """Everything the failure-analysis page shows, in a bounded number of queries; the totals
+    are the whole period's, the rest narrowed to the focus."""
     total = totals(period)
     return FailureReport(
         period=period,
         totals=total,
-        groups=failure_groups(period, total),
-        phases=phase_stats(period),
-        slowest=slowest_steps(period),
+        groups=failure_groups(period, total, focus),
+        phases=phase_stats(period, focus),
+        slowest=slowest_steps(period, focus=focus),
+        focus=focus,
     )
 
 
