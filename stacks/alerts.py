@@ -51,6 +51,16 @@ def breaker_key(name: str) -> str:
     return f"breaker:{name}"
 
 
+def title(key: str) -> str:
+    """What a condition is called on the staff pages."""
+    if key.startswith("breaker:"):
+        return f"Dokploy unavailable: circuit breaker {key.removeprefix('breaker:')} open"
+    return {
+        ROLLBACK_FAILED: "Rollbacks leave resources in Dokploy",
+        ORPHANS: "Orphans in Dokploy",
+    }.get(key, key)
+
+
 @dataclass(frozen=True)
 class Message:
     key: str

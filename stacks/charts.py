@@ -24,6 +24,7 @@ BOTTOM = 34
 BAR_LABELS = 200  # room for endpoint names left of horizontal bars
 ROW = 22
 MAX_X_LABELS = 8
+MIN_BAND = 4.0
 
 
 def plain(value: float) -> str:
@@ -39,6 +40,17 @@ def nice_ceiling(value: float) -> float:
         if value <= step * power * (1 + 1e-9):
             return step * power
     return 10.0 * power
+
+
+def whole_ceiling(value: float) -> float:
+    """A top for counts: four equal whole steps (1, 2, 5, 10, 20, 25, 50, 100, ...)."""
+    power = 1.0
+    while True:
+        for factor in (1.0, 2.0, 2.5, 5.0):
+            step = factor * power
+            if step == int(step) and step * 4 >= value:
+                return step * 4
+        power *= 10
 
 
 @dataclass(frozen=True)
@@ -103,11 +115,14 @@ def line_chart(
     *,
     top: float | None = None,
     fmt: Format = plain,
+    whole: bool = False,
 ) -> LineChart:
-    """One point per label, left to right; the value axis from 0 to a round `top`."""
+    """One point per label, left to right; the value axis from 0 to a round `top` (with
+    `whole`, for counts, in whole steps)."""
     count = max(len(labels), 1)
     highest = max((v for s in series for v in s.values if v is not None), default=0.0)
-    top = top if top is not None else nice_ceiling(highest)
+    if top is None:
+        top = whole_ceiling(highest) if whole else nice_ceiling(highest)
     plot_width = WIDTH - RIGHT - LEFT
     plot_height = HEIGHT - BOTTOM - TOP
 
@@ -195,17 +210,21 @@ class BarChart:
 
 
 def bar_chart(
-    rows: Sequence[tuple[str, Sequence[Piece]]], *, grouped: bool = False, fmt: Format = plain
+    rows: Sequence[tuple[str, Sequence[Piece]]],
+    *,
+    grouped: bool = False,
+    fmt: Format = plain,
+    whole: bool = True,
 ) -> BarChart:
     """A row per label. Its pieces are stacked end to end, or with `grouped` drawn one under
-    the other (p50, p95, p99 of one endpoint)."""
+    the other (p50, p95, p99 of one endpoint). Counts (`whole`) get whole steps on the axis."""
     right_edge = WIDTH - RIGHT - 44
     plot_width = right_edge - BAR_LABELS
     sizes = [
         max((p.value for p in pieces), default=0.0) if grouped else sum(p.value for p in pieces)
         for _, pieces in rows
     ]
-    top = nice_ceiling(max(sizes, default=0.0))
+    top = (whole_ceiling if whole else nice_ceiling)(max(sizes, default=0.0))
     row_height = ROW + (8 * (max((len(p) for _, p in rows), default=1) - 1) if grouped else 0)
     height = TOP + row_height * max(len(rows), 1) + BOTTOM
 
@@ -288,8 +307,16 @@ def timeline(
     def x(moment: datetime) -> float:
         return round(LEFT + (moment - start).total_seconds() / span * plot_width, 1)
 
+    # A minute's outage in a month would be narrower than a pixel: it gets MIN_BAND.
     bands = [
-        Band(x(s.start), max(round(x(s.end) - x(s.start), 1), 1.0), f"state-{s.state}", describe(s))
+        Band(
+            x(s.start),
+            max(round(x(s.end) - x(s.start), 1), 1.0 if s.state == "closed" else MIN_BAND),
+            f"state-{s.state}",
+            describe(s),
+        )
         for s in stretches
     ]
-    return Timeline(bands, [Tick(x(moment), label) for moment, label in ticks])
+    # A label centred on the right edge would be cut in half.
+    shown = [Tick(x(moment), label) for moment, label in ticks if x(moment) <= WIDTH - RIGHT - 18]
+    return Timeline(bands, shown)

@@ -32,7 +32,7 @@ from django.db.models.functions import RowNumber, Trunc
 from django.urls import reverse
 from django.utils import timezone
 
-from stacks import charts, reconcile, staff
+from stacks import alerts, charts, reconcile, staff
 from stacks.models import AlertState, BreakerEvent, DeploymentAttempt, DokployCall, ReconcileFinding
 from stacks.resilience import CircuitBreaker
 
@@ -70,8 +70,13 @@ def ms_text(value: float) -> str:
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:g} ms"
 
 
+def counted(number: int, word: str, words: str = "") -> str:
+    """1 attempt, 2 attempts; 1 retry, 3 retries."""
+    return f"{number} {word if number == 1 else words or word + 's'}"
+
+
 def percent_text(value: float) -> str:
-    return f"{value:.0f} %" if value in (0, 100) else f"{value:.1f} %"
+    return f"{value:.1f}".removesuffix(".0") + " %"
 
 
 # --- Time slots -------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ def queue_samples(period: staff.Period, found: list[Slot]) -> list[QueueSample]:
     now = timezone.now()
     instants = [min(slot.end, now) for slot in found]
     hourly = len(found) > 1 and found[1].start - found[0].start == timedelta(hours=1)
-    shown = "%H:%M" if hourly else "%b %d %H:%M"
+    shown = "%H:%M" if hourly else "%b %d"
     counts: dict[str, Any] = {}
     for index, t in enumerate(instants):
         not_started = Q(started_at__isnull=True) & (
@@ -243,7 +248,9 @@ def queue_samples(period: staff.Period, found: list[Slot]) -> list[QueueSample]:
         .aggregate(**counts)
     )
     return [
-        QueueSample(t, t.strftime(shown), row[f"q{i}"] or 0, row[f"r{i}"] or 0)
+        QueueSample(
+            t, "now" if t == now else t.strftime(shown), row[f"q{i}"] or 0, row[f"r{i}"] or 0
+        )
         for i, t in enumerate(instants)
     ]
 
@@ -362,7 +369,10 @@ def build(key: str, now: datetime | None = None) -> dict[str, Any]:
             "reconciled": last_run,
             "orphans": orphans,
         },
-        "alerts": list(AlertState.objects.filter(active=True).order_by("started_at")),
+        "alerts": [
+            (alerts.title(state.key), state)
+            for state in AlertState.objects.filter(active=True).order_by("started_at")
+        ],
         "history": history,
         "charts": [
             success_chart(key, numbers),
@@ -387,7 +397,7 @@ def success_chart(key: str, numbers: list[SlotNumbers]) -> Chart:
     summary = "No attempt ended in this period."
     if worst is not None:
         summary = (
-            f"{succeeded} of {ended} ended attempts succeeded "
+            f"{succeeded} of {counted(ended, 'ended attempt')} succeeded "
             f"({percent_text(succeeded / ended * 100)}); the lowest was "
             f"{percent_text(worst.success_percent or 0)}, at {worst.slot.label}."
         )
@@ -440,7 +450,7 @@ def duration_chart(key: str, numbers: list[SlotNumbers]) -> Chart:
         title="Deployment time, request to healthy",
         summary=summary,
         kind="line",
-        drawing=charts.line_chart(labels, lines, fmt=duration_text),
+        drawing=charts.line_chart(labels, lines, fmt=duration_text, whole=True),
         headers=["When", "Succeeded", "Average", "95th percentile"],
         rows=[
             Row([n.slot.label, str(n.succeeded), duration_text(n.average), duration_text(n.p95)])
@@ -466,7 +476,7 @@ def failures_chart(key: str, groups: list[staff.FailureGroup]) -> Chart:
     if groups:
         top = groups[0]
         summary = (
-            f"{count} attempts failed; most often {top.error_code} in "
+            f"{counted(count, 'attempt')} failed; most often {top.error_code} in "
             f"{top.phase or '(none)'} ({top.count})."
         )
     return Chart(
@@ -506,7 +516,8 @@ def latency_chart(key: str, rows: list[Latency]) -> Chart:
     ]
     more = f" The table lists all {len(rows)}." if len(rows) > len(shown) else ""
     summary = (
-        f"{sum(r.calls for r in rows)} Dokploy requests to {len(rows)} endpoints; the slowest "
+        f"{counted(sum(r.calls for r in rows), 'Dokploy request')} to "
+        f"{counted(len(rows), 'endpoint')}; the slowest "
         f"at the 95th percentile was {rows[0].endpoint} ({ms_text(rows[0].p95)}).{more}"
         if rows
         else "No Dokploy request in this period."
@@ -517,7 +528,7 @@ def latency_chart(key: str, rows: list[Latency]) -> Chart:
         title="Dokploy API latency by endpoint",
         summary=summary,
         kind="bars",
-        drawing=charts.bar_chart(bars, grouped=True, fmt=ms_text),
+        drawing=charts.bar_chart(bars, grouped=True, fmt=ms_text, whole=False),
         headers=["Endpoint", "Requests", "p50", "p95", "p99"],
         rows=[
             Row(
@@ -536,15 +547,21 @@ def latency_chart(key: str, rows: list[Latency]) -> Chart:
 def retries_chart(key: str, phases: list[staff.PhaseStats]) -> Chart:
     shown = [p for p in phases if p.retries or p.retried_calls]
     bars = [
-        (p.phase, [charts.Piece(p.retries, "series-b", f"{p.phase}: {p.retries} retries")])
+        (
+            p.phase,
+            [
+                charts.Piece(
+                    p.retries, "series-b", f"{p.phase}: {counted(p.retries, 'retry', 'retries')}"
+                )
+            ],
+        )
         for p in shown
     ]
     total = sum(p.retries for p in phases)
-    summary = (
-        f"{total} retries; most in {max(shown, key=lambda p: p.retries).phase}."
-        if total
-        else "No Dokploy request was retried in this period."
-    )
+    summary = "No Dokploy request was retried in this period."
+    if total:
+        most = max(shown, key=lambda p: p.retries).phase
+        summary = f"{counted(total, 'retry', 'retries')}; most in {most}."
     return Chart(
         key="retries",
         title="Retries per phase",
@@ -582,12 +599,12 @@ def rollbacks_chart(key: str, phases: list[staff.PhaseStats]) -> Chart:
     ]
     clean = sum(p.rolled_back for p in phases)
     failed = sum(p.rollback_failed for p in phases)
-    summary = (
-        f"{clean + failed} rollbacks: {clean} removed everything, {failed} left something in "
-        "Dokploy."
-        if clean + failed
-        else "Nothing was rolled back in this period."
-    )
+    summary = "Nothing was rolled back in this period."
+    if clean + failed:
+        summary = (
+            f"{counted(clean + failed, 'rollback')}: {clean} removed everything, {failed} left "
+            "something in Dokploy."
+        )
     return Chart(
         key="rollbacks",
         title="Rollbacks by the phase that failed",
@@ -615,20 +632,21 @@ def queue_chart(key: str, samples: list[QueueSample]) -> Chart:
         charts.Series("running", "series-a", [s.running for s in samples]),
     ]
     busiest = max(samples, key=lambda s: s.queued, default=None)
-    summary = (
-        f"At most {busiest.queued} attempts waited, at {busiest.label}; "
-        f"{samples[-1].queued} wait and {samples[-1].running} run now."
-        if busiest is not None and busiest.queued
-        else "No attempt was waiting at any of these times."
-    )
+    summary = "No attempt was waiting at any of these times."
+    if busiest is not None and busiest.queued:
+        last = samples[-1]
+        summary = (
+            f"Now {last.queued} wait and {last.running} run; the most that waited at once was "
+            f"{busiest.queued} ({'now' if busiest is last else busiest.label})."
+        )
     return Chart(
         key="queue",
         title="The queue",
         summary=summary,
         kind="line",
-        drawing=charts.line_chart([s.label for s in samples], lines),
+        drawing=charts.line_chart([s.label for s in samples], lines, whole=True),
         headers=["At", "Queued", "Running"],
-        rows=[Row([s.label, str(s.queued), str(s.running)]) for s in samples],
+        rows=[Row([f"{s.at:%Y-%m-%d %H:%M}", str(s.queued), str(s.running)]) for s in samples],
         link=analysis_url(key, "failure-groups", phase="queue"),
         link_text="Attempts that failed in the queue",
         legend=[("series-b", "queued"), ("series-a", "running")],
@@ -653,7 +671,8 @@ def breaker_chart(
     summary = f"The breaker did not change in this period; it is {now}."
     if history.events:
         summary = (
-            f"The breaker opened {opened} times and was not closed for "
+            f"The breaker opened {'once' if opened == 1 else f'{opened} times'} and was not "
+            "closed for "
             f"{duration_text(history.open_seconds)} in this period; it is {now} now."
         )
     return Chart(

@@ -73,7 +73,7 @@ def test_tiles(seeded, staff_client):
     assert {k: v for k, v in tiles.items() if k not in ("reconciled", "breaker_since")} == {
         "attempts": 9,
         "ended": 5,
-        "success": "40.0 %",
+        "success": "40 %",
         "average": "9 min 20 s",  # (100 s + 1020 s) / 2
         "p50": "1 min 40 s",
         "p95": "17 min 00 s",
@@ -104,10 +104,10 @@ def test_charts_in_the_last_24_hours(seeded, staff_client):
     ]
     assert [r.cells for r in found["success"].rows] == [
         ["10:00", "1", "1", "0", "0", "100 %"],
-        ["11:00", "4", "1", "3", "1", "25.0 %"],
+        ["11:00", "4", "1", "3", "1", "25 %"],
     ]
     assert found["success"].summary == (
-        "2 of 5 ended attempts succeeded (40.0 %); the lowest was 25.0 %, at 11:00."
+        "2 of 5 ended attempts succeeded (40 %); the lowest was 25 %, at 11:00."
     )
     assert [r.cells for r in found["duration"].rows] == [
         ["10:00", "1", "1 min 40 s", "1 min 40 s"],
@@ -145,9 +145,11 @@ def test_charts_in_the_last_24_hours(seeded, staff_client):
     ]
     queue = [r.cells for r in found["queue"].rows]
     assert len(queue) == 24  # at 13:00 yesterday, every hour after, and now (12:00)
-    assert queue[0] == ["13:00", "0", "0"]
+    assert queue[0] == ["2026-11-30 13:00", "0", "0"]
     # bob's first create was queued at 11:00:00 and started three seconds later.
-    assert queue[-2:] == [["11:00", "1", "0"], ["12:00", "2", "1"]]
+    assert queue[-2:] == [["2026-12-01 11:00", "1", "0"], ["2026-12-01 12:00", "2", "1"]]
+    assert [t.label for t in found["queue"].drawing.x_ticks][-1] == "10:00"
+    assert found["queue"].drawing.lines[0].dots[-1].title == "now: queued 2"
     assert [r.cells for r in found["breaker"].rows] == [
         ["2026-12-01 11:50:00", "Closed", "Open", "test"],
         ["2026-12-01 11:51:00", "Open", "Half-open", "test"],
@@ -163,7 +165,7 @@ def test_thirty_days_by_the_day(seeded, staff_client):
     found = by_key(staff_client.get(f"{URL}?period=30d"))
 
     assert len(found["queue"].rows) == 31
-    assert [r.cells for r in found["success"].rows] == [["Dec 01", "5", "2", "3", "1", "40.0 %"]]
+    assert [r.cells for r in found["success"].rows] == [["Dec 01", "5", "2", "3", "1", "40 %"]]
 
 
 def test_an_unknown_period_is_seven_days(seeded, staff_client):
