@@ -83,3 +83,18 @@ ensure_chromium() {
   fi
   [ -x "$chromium" ]
 }
+
+# promtool, to check and unit-test the Prometheus alert rules: Debian's prometheus package has
+# it. RUNLEVEL=1 keeps the package from starting a Prometheus server where an init system
+# would; only the tool is wanted.
+ensure_promtool() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    log "installing promtool (Debian's prometheus package)"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+      apt-get install -y -qq --no-install-recommends prometheus
+  fi
+  command -v promtool >/dev/null 2>&1
+}
