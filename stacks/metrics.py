@@ -28,7 +28,6 @@ it; benchmarks/metrics_scrape.py measures it on 10,000 attempts).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -348,7 +347,7 @@ def fold(now: datetime | None = None) -> datetime | None:
     totals.add(totals_between(row.through, until))
     # Compare-and-set on `through`: a concurrent fold that won leaves this one with nothing.
     changed = MetricsRollup.objects.filter(name=ROLLUP, through=row.through).update(
-        through=until, totals=json.loads(json.dumps(totals.to_json())), updated_at=now
+        through=until, totals=totals.to_json(), updated_at=now
     )
     return until if changed else None
 

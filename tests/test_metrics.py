@@ -8,6 +8,9 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.test import Client
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from stacks import metrics
 from stacks.models import DeploymentAttempt, MetricsRollup, Stack
@@ -138,6 +141,29 @@ def test_a_scrape_of_the_records_shows_exact_values(seeded, token):
         ("image_drift", "false"): 1,
     }
     assert value(s, "portal_metrics_folded_until_timestamp_seconds") == 0
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(seeded, token):
+    """Prometheus asks for OpenMetrics first; the same numbers come back in that format."""
+    answer = Client().get(
+        "/metrics",
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+        HTTP_ACCEPT="application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+
+    assert answer["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = answer.content.decode()
+    assert text.endswith("# EOF\n")
+    # prometheus-client's OpenMetrics parser has no type hints.
+    families = {f.name: f for f in openmetrics_families(text)}  # type: ignore[no-untyped-call]
+    assert families["portal_deployments"].type == "counter"
+    assert families["portal_deployment_duration_seconds"].type == "histogram"
+    succeeded = [
+        s.value
+        for s in families["portal_deployments"].samples
+        if s.labels == {"kind": "create", "outcome": "succeeded"}
+    ]
+    assert succeeded == [2]
 
 
 def test_folding_into_the_stored_totals_changes_no_value(seeded, token, clock):

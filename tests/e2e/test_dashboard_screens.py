@@ -75,13 +75,6 @@ def board_page(board_browser: Browser, live_server: Any, dokploy: Any) -> Iterat
         context.close()
 
 
-@pytest.fixture
-def board_shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def run(username: str, kind: str = "create") -> DeploymentAttempt:
     user = User.objects.filter(username=username).first() or User.objects.create_user(username)
     attempt = lifecycle.request_attempt(user, kind, dispatch=False)
@@ -197,7 +190,7 @@ def check(page: Page, name: str, shots: Path) -> None:
     page.emulate_media(color_scheme="light")
 
 
-def test_the_dashboard_shows_a_week(board_page: Page, live_server, dokploy, settings, board_shots):
+def test_the_dashboard_shows_a_week(board_page: Page, live_server, dokploy, settings, shots_dir):
     a_week_of_deployments(dokploy, settings)
     page = board_page
 
@@ -221,7 +214,7 @@ def test_the_dashboard_shows_a_week(board_page: Page, live_server, dokploy, sett
         "9 attempts failed; most often DEPLOY_FAILED in deploy (5)."
     )
     expect(page.locator("#chart-breaker rect.state-open")).to_have_count(2)
-    check(page, "staff-dashboard", board_shots)
+    check(page, "staff-dashboard", shots_dir)
 
     numbers = page.locator("#chart-failures details")
     numbers.locator("summary").click()
@@ -233,7 +226,7 @@ def test_the_dashboard_shows_a_week(board_page: Page, live_server, dokploy, sett
     expect(page.locator("#failure-groups tr.group")).to_contain_text("BAD_REQUEST")
 
 
-def test_the_last_24_hours(board_page: Page, live_server, dokploy, settings, board_shots):
+def test_the_last_24_hours(board_page: Page, live_server, dokploy, settings, shots_dir):
     a_week_of_deployments(dokploy, settings)
 
     board_page.goto(f"{live_server.url}/admin/stacks/deploymentattempt/dashboard/?period=24h")
@@ -242,4 +235,4 @@ def test_the_last_24_hours(board_page: Page, live_server, dokploy, settings, boa
     expect(board_page.locator("#chart-queue-summary")).to_have_text(
         "Now 2 wait and 0 run; the most that waited at once was 2 (now)."
     )
-    check(board_page, "staff-dashboard-24h", board_shots)
+    check(board_page, "staff-dashboard-24h", shots_dir)
