@@ -338,6 +338,11 @@ STACK_VOLUME_PATH = envpath("STACK_VOLUME_PATH", "/workspace")
 STACK_MEMORY_LIMIT_BYTES = envmemory("STACK_MEMORY_LIMIT")
 STACK_CPU_LIMIT_NANOS = envcpus("STACK_CPU_LIMIT")
 
+# The reconciler compares Dokploy with the database every RECONCILE_INTERVAL minutes (0: never);
+# with RECONCILE_FIX the scheduled runs also remove orphans and queue repairs.
+RECONCILE_INTERVAL = envint("RECONCILE_INTERVAL", 10)
+RECONCILE_FIX = envbool("RECONCILE_FIX", False)
+
 # --- Auth, static files, i18n -----------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -346,7 +351,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "sign-in"
 LOGIN_REDIRECT_URL = "home"
 
 # Single sign-on with OpenID Connect is on when an issuer is configured.

@@ -70,6 +70,20 @@ ensure_oidc_provider() {
   fi
 }
 
+# Debian's Chromium for the browser tests; Playwright's own browser download does not work on
+# these machines. CHROMIUM_PATH points elsewhere when it lives elsewhere.
+ensure_chromium() {
+  local chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  if [ ! -x "$chromium" ]; then
+    log "installing Chromium"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+  [ -x "$chromium" ]
+}
+
 # buildah, podman, runc and debootstrap: scripts/image_check builds and runs the container image
 # with them, with no Docker engine. They need root; apt-get installs whichever are missing.
 ensure_image_tools() {

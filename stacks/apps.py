@@ -8,8 +8,10 @@ from django.db.models.signals import post_migrate
 
 def _install_schedules(sender: AppConfig, **kwargs: Any) -> None:
     from stacks.queueing import ensure_schedules
+    from stacks.reconcile import ensure_schedule as ensure_reconcile_schedule
 
     ensure_schedules()
+    ensure_reconcile_schedule()
 
 
 class StacksConfig(AppConfig):

@@ -2,10 +2,13 @@
 
 Requests only ever create or change DeploymentAttempt rows and hand them to the queue; the
 pipeline does the work. Each function validates its input and raises an error a person can act
-on, before anything reaches Dokploy.
+on, before anything reaches Dokploy. Staff ask through `stacks.staff_actions`, which calls these
+and writes the audit trail.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -17,6 +20,8 @@ from stacks.models import AttemptKind, AttemptStatus, DeploymentAttempt, Illegal
 
 # Kinds that act on an application that must already exist.
 NEEDS_APPLICATION = (AttemptKind.STOP, AttemptKind.START, AttemptKind.REDEPLOY)
+# What "Try again" may follow.
+RETRYABLE = frozenset({AttemptStatus.FAILED, AttemptStatus.ROLLED_BACK, AttemptStatus.CANCELLED})
 
 
 class LifecycleError(Exception):
@@ -48,9 +53,14 @@ def ensure_stack(user: User) -> Stack:
     return stack
 
 
-def _needs_application(stack: Stack, kind: str) -> None:
+def _check_state(stack: Stack, kind: str) -> None:
+    """Refuse what cannot be done to the stack as it is now."""
     if kind in NEEDS_APPLICATION and not stack.application_id:
         raise LifecycleError(f"There is no deployed stack to {kind} yet; create it first.")
+    if kind == AttemptKind.STOP and stack.observed_state == Stack.Observed.STOPPED:
+        raise LifecycleError("Your stack is already stopped; nothing to stop.")
+    if kind == AttemptKind.START and stack.observed_state == Stack.Observed.HEALTHY:
+        raise LifecycleError("Your stack is already running; nothing to start.")
 
 
 def request_attempt(
@@ -61,19 +71,25 @@ def request_attempt(
     reason: str = "",
     delete_data: bool = False,
     dispatch: bool = True,
+    idempotency_key: uuid.UUID | None = None,
 ) -> DeploymentAttempt:
     """Queue a create, redeploy, stop, start or teardown of the user's stack.
 
     A teardown keeps the person's files unless `delete_data` asks to delete them too.
-    An active attempt whose worker died (lease expired) is taken over and returned instead of
-    refusing the request; any other active attempt raises StackBusy.
+    A request carrying the idempotency key of an earlier one returns that attempt, whatever its
+    state, and queues nothing. An active attempt whose worker died (lease expired) is taken
+    over and returned instead of refusing the request; any other active attempt raises
+    StackBusy.
     """
     if kind not in AttemptKind.values:
         raise LifecycleError(f"Unknown action {kind!r}.")
     if delete_data and kind != AttemptKind.TEARDOWN:
         raise LifecycleError("Only deleting the stack can delete its files.")
     stack = ensure_stack(user)
-    _needs_application(stack, kind)
+    earlier = _same_request(stack, kind, idempotency_key)
+    if earlier is not None:
+        return earlier
+    _check_state(stack, kind)
     active = stack.active_attempt()
     if active is not None:
         if queueing.worker_lost(active):
@@ -92,8 +108,12 @@ def request_attempt(
                 image=settings.STACK_IMAGE if kind in queueing.LIMITED_KINDS else stack.image,
                 not_before=not_before,
                 delete_data=delete_data,
+                idempotency_key=idempotency_key,
             )
     except IntegrityError:
+        earlier = _same_request(stack, kind, idempotency_key)
+        if earlier is not None:
+            return earlier  # the same request, sent twice at once
         raced = stack.active_attempt()
         if raced is None:
             raise
@@ -101,6 +121,39 @@ def request_attempt(
     if dispatch:
         transaction.on_commit(queueing.dispatch)
     return attempt
+
+
+def _same_request(stack: Stack, kind: str, key: uuid.UUID | None) -> DeploymentAttempt | None:
+    if key is None:
+        return None
+    earlier = stack.attempts.filter(idempotency_key=key).first()
+    if earlier is not None and earlier.kind != kind:
+        raise LifecycleError("This form was already used; reload the page and try again.")
+    return earlier
+
+
+def retry_attempt(
+    attempt: DeploymentAttempt,
+    *,
+    by: User,
+    reason: str = "",
+    idempotency_key: uuid.UUID | None = None,
+    dispatch: bool = True,
+) -> DeploymentAttempt:
+    """Ask again for what a failed, rolled-back or cancelled attempt was asked to do."""
+    if attempt.is_active:
+        raise LifecycleError(f"This {attempt.kind} has not ended yet.")
+    if attempt.status not in RETRYABLE:
+        raise LifecycleError(f"This {attempt.kind} succeeded; there is nothing to try again.")
+    return request_attempt(
+        attempt.stack.owner,
+        attempt.kind,
+        requested_by=by,
+        reason=reason or f"Try again after attempt #{attempt.pk}",
+        delete_data=attempt.delete_data,
+        idempotency_key=idempotency_key,
+        dispatch=dispatch,
+    )
 
 
 def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> None:
@@ -125,3 +178,11 @@ def cancel_attempt(attempt: DeploymentAttempt, *, by: User | None = None) -> Non
     attempt.refresh_from_db()
     if not asked:
         raise LifecycleError(f"This {attempt.kind} already ended ({attempt.get_status_display()}).")
+
+
+def asked_by_someone_else(attempt: DeploymentAttempt) -> str:
+    """The username of whoever requested the attempt on the owner's behalf, or ""."""
+    requester = attempt.requested_by
+    if requester is None or requester.pk == attempt.stack.owner_id:
+        return ""
+    return requester.get_username()

@@ -12,7 +12,8 @@ No I/O happens in this module.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from stacks.health import stack_base_url
 from stacks.names import USERNAME_MAX, validate_stack_username
 
 
@@ -33,6 +35,8 @@ class AttemptKind(models.TextChoices):
     STOP = "stop", "Stop"
     START = "start", "Start"
     TEARDOWN = "teardown", "Teardown"
+    # Brings a drifted stack back to its record (reconciler or staff); not rate-limited.
+    REPAIR = "repair", "Repair"
 
 
 class AttemptStatus(models.TextChoices):
@@ -140,6 +144,19 @@ class Stack(models.Model):
     def public_url(self) -> str:
         return f"https://{self.host}" if self.host else ""
 
+    @property
+    def open_url(self) -> str:
+        """Where "Open my AI stack" leads: the public URL, or the simulator's page for the stack.
+
+        With the embedded simulator the public host does not resolve, so the link goes where the
+        simulator serves the stack (STACK_URL filled in with the host).
+        """
+        if not self.host:
+            return ""
+        if settings.DOKPLOY_SIMULATED:
+            return f"{stack_base_url(self.host)}/"
+        return self.public_url
+
     def dokploy_resources(self) -> list[str]:
         """What this stack still owns in Dokploy, for refusing to forget it."""
         owned = [
@@ -151,6 +168,49 @@ class Stack(models.Model):
 
     def active_attempt(self) -> DeploymentAttempt | None:
         return self.attempts.filter(status__in=ACTIVE_STATUSES).first()
+
+    def last_deployed_at(self) -> datetime | None:
+        """When the last successful create or redeploy finished."""
+        return (
+            self.attempts.filter(
+                status=AttemptStatus.SUCCEEDED,
+                kind__in=[AttemptKind.CREATE, AttemptKind.REDEPLOY],
+            )
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+
+    def status(self, active: DeploymentAttempt | None) -> StackStatus:
+        """What its owner is told: an attempt in progress first, else the observed state."""
+        if active is not None:
+            return STATUS_DURING.get(active.kind, DEPLOYING)
+        return STATUS_OBSERVED[self.observed_state]
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """What a stack's owner is told about it: a key for styling and words to read."""
+
+    key: str
+    label: str
+
+
+DEPLOYING = StackStatus("deploying", "Deploying")
+STATUS_DURING: dict[str, StackStatus] = {
+    "stop": StackStatus("stopping", "Stopping"),
+    "start": StackStatus("starting", "Starting"),
+    "teardown": StackStatus("removing", "Being deleted"),
+}
+STATUS_OBSERVED: dict[str, StackStatus] = {
+    Stack.Observed.NEW: StackStatus("new", "Not created yet"),
+    Stack.Observed.PROVISIONING: DEPLOYING,
+    Stack.Observed.HEALTHY: StackStatus("running", "Running"),
+    Stack.Observed.UNHEALTHY: StackStatus("unhealthy", "Unhealthy"),
+    Stack.Observed.STOPPED: StackStatus("stopped", "Stopped"),
+    Stack.Observed.FAILED: StackStatus("failed", "Failed"),
+    Stack.Observed.ABSENT: StackStatus("removed", "Deleted"),
+}
 
 
 class DeploymentAttempt(models.Model):
@@ -169,6 +229,9 @@ class DeploymentAttempt(models.Model):
     )
     reason = models.CharField(max_length=200, blank=True)
     image = models.CharField(max_length=255, blank=True)
+    # Sent with the form that asked for the attempt: the same request sent twice (a double
+    # click, a resubmitted form) finds this attempt instead of making a second one.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     queued_at = models.DateTimeField(default=timezone.now)
     not_before = models.DateTimeField(
@@ -212,6 +275,9 @@ class DeploymentAttempt(models.Model):
                 condition=Q(status__in=list(ACTIVE_STATUSES)),
                 name="one_active_attempt_per_stack",
                 violation_error_message="This stack already has a deployment in progress.",
+            ),
+            models.UniqueConstraint(
+                fields=["stack", "idempotency_key"], name="attempt_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(status__in=AttemptStatus.values),
@@ -272,6 +338,13 @@ class DeploymentAttempt(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From start to end; None while it runs or when it never started."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
 
     @classmethod
     def can_transition(cls, current: str, new: str) -> bool:
@@ -341,8 +414,8 @@ class DeploymentStep(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)
-    # While the step runs: the try of the Dokploy call in flight (1 is the first request), and
-    # when the next try goes out while the call waits out a backoff or a Retry-After.
+    # The last try its Dokploy call sent (1 is the first request), and while it waits out a
+    # backoff or a Retry-After, when try current_try + 1 goes out.
     current_try = models.PositiveSmallIntegerField(default=0)
     next_try_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
@@ -431,3 +504,227 @@ class OIDCIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.issuer}"
+
+
+# --- Staff operations: the audit trail and the reconciler's records ---------------------------
+
+
+class AppendOnly(Exception):
+    """An audit record may be written once and never changed or deleted."""
+
+
+class StaffActionType(models.TextChoices):
+    RETRY = "retry", "Retry a failed attempt"
+    CANCEL = "cancel", "Cancel an attempt"
+    RESUME = "resume", "Resume a stuck attempt"
+    REDEPLOY = "redeploy", "Redeploy"
+    STOP = "stop", "Stop"
+    START = "start", "Start"
+    TEARDOWN = "teardown", "Tear down"
+    REPAIR = "repair", "Queue a repair"
+    RESET_BREAKER = "reset_breaker", "Reset the circuit breaker"
+    REMOVE_ORPHAN = "remove_orphan", "Remove an orphan from Dokploy"
+
+
+class StaffOutcome(models.TextChoices):
+    DONE = "done", "Done"
+    REFUSED = "refused", "Not done"
+    FAILED = "failed", "Failed"
+
+
+class StaffAction(models.Model):
+    """One thing staff, or the reconciler, did (or asked for) to one object: append-only.
+
+    Written by `stacks.lifecycle` in the same transaction as the change it records. Requests
+    that were refused or failed are recorded too, with the reason why. Entries made by one
+    admin submission or one reconciler run share a `batch`.
+    """
+
+    Action = StaffActionType
+    Outcome = StaffOutcome
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the entry still names its author if the account goes.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=24, choices=Action.choices)
+    target = models.CharField(max_length=300, help_text="What it was done to")
+    stack = models.ForeignKey(
+        Stack, null=True, blank=True, on_delete=models.PROTECT, related_name="staff_actions"
+    )
+    attempt = models.ForeignKey(
+        DeploymentAttempt,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff_actions",
+        help_text="The attempt acted on",
+    )
+    result_attempt = models.ForeignKey(
+        DeploymentAttempt,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff_requests",
+        help_text="The attempt this action queued or handed back to a worker",
+    )
+    finding = models.ForeignKey(
+        "ReconcileFinding",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="staff_actions",
+    )
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    message = models.TextField(blank=True, help_text="What happened, or why not")
+    reason = models.CharField(max_length=500, help_text="Why, in the words of whoever asked")
+    batch = models.UUIDField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("operate_stacks", "Can act on stacks, attempts and the breaker from the admin"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=StaffActionType.values), name="staff_action_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome__in=StaffOutcome.values), name="staff_action_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name}: {self.get_action_display()} {self.target} ({self.outcome})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnly("staff actions are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AppendOnly("staff actions are never deleted")
+
+
+class ReconcileTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    COMMAND = "command", "Command"
+
+
+class ReconcileStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class ReconcileRun(models.Model):
+    """One comparison of Dokploy with the database, and what it did with `fix`."""
+
+    Trigger = ReconcileTrigger
+    Status = ReconcileStatus
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    fix = models.BooleanField(default=False, help_text="Removed orphans and queued repairs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    error_message = models.TextField(blank=True, help_text="Redacted")
+    projects_seen = models.PositiveIntegerField(default=0, help_text="ai-stack-* projects")
+    stacks_checked = models.PositiveIntegerField(default=0)
+    protected = models.PositiveIntegerField(
+        default=0, help_text="Projects left unexamined because an attempt on them is in progress"
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trigger__in=ReconcileTrigger.values), name="reconcile_run_trigger_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ReconcileStatus.values), name="reconcile_run_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reconcile run #{self.pk} ({self.get_status_display().lower()})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class FindingKind(models.TextChoices):
+    ORPHAN_PROJECT = "orphan_project", "Orphan project"
+    ORPHAN_APPLICATION = "orphan_application", "Orphan application"
+    APPLICATION_MISSING = "application_missing", "Application vanished"
+    APPLICATION_ERROR = "application_error", "Application in error"
+    DOMAIN_DRIFT = "domain_drift", "Domain drifted"
+    IMAGE_DRIFT = "image_drift", "Image drifted"
+    SHARED_NAME = "shared_name", "Project name shared"
+    ORPHAN_VOLUME = "orphan_volume", "Workspace volume without a stack"
+
+
+class FindingFix(models.TextChoices):
+    NONE = "", "Not fixed"
+    REMOVED = "removed", "Removed"
+    KEPT = "kept", "Applications removed, project kept"
+    REPAIR_QUEUED = "repair_queued", "Repair queued"
+    SKIPPED = "skipped", "Left alone"
+    FAILED = "failed", "Fix failed"
+
+
+class ReconcileFinding(models.Model):
+    """One difference between Dokploy and the database that a reconcile run found."""
+
+    Kind = FindingKind
+    Fix = FindingFix
+
+    ORPHANS: ClassVar[frozenset[str]] = frozenset({Kind.ORPHAN_PROJECT, Kind.ORPHAN_APPLICATION})
+    DRIFT: ClassVar[frozenset[str]] = frozenset(
+        {Kind.APPLICATION_MISSING, Kind.APPLICATION_ERROR, Kind.DOMAIN_DRIFT, Kind.IMAGE_DRIFT}
+    )
+
+    run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="findings")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    stack = models.ForeignKey(
+        Stack, null=True, blank=True, on_delete=models.SET_NULL, related_name="reconcile_findings"
+    )
+    username = models.CharField(max_length=100, blank=True, help_text="From the project's name")
+    project_id = models.CharField(max_length=64, blank=True)
+    project_name = models.CharField(max_length=255, blank=True)
+    application_id = models.CharField(max_length=64, blank=True)
+    application_name = models.CharField(max_length=255, blank=True)
+    domain_id = models.CharField(max_length=64, blank=True)
+    volume_name = models.CharField(max_length=255, blank=True)
+    attempt = models.ForeignKey(
+        DeploymentAttempt,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The attempt whose failed rollback left it behind",
+    )
+    detail = models.TextField()
+    fix = models.CharField(max_length=16, choices=Fix.choices, default=Fix.NONE, blank=True)
+    fix_detail = models.TextField(blank=True)
+    fixed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=FindingKind.values), name="reconcile_finding_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(fix__in=FindingFix.values), name="reconcile_finding_fix_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        subject = self.project_name or self.username or self.project_id
+        return f"{self.get_kind_display()}: {subject}"

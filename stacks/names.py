@@ -80,3 +80,9 @@ def new_volume_name(username: str) -> str:
 def looks_like_a_workspace_volume(name: str) -> bool:
     """A volume named the way the portal names workspaces (for finding unowned ones)."""
     return VOLUME_RE.fullmatch(name) is not None
+
+
+def username_of_volume(name: str) -> str:
+    """The username in a workspace volume's name, or "" for another name."""
+    match = VOLUME_RE.fullmatch(name)
+    return match.group(1) if match else ""

@@ -9,7 +9,10 @@ expired) or whose task was lost back to the workers, and ends attempts past thei
 
 from __future__ import annotations
 
+import heapq
 import logging
+import statistics
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -36,26 +39,47 @@ def rate_limit_window() -> timedelta:
     return timedelta(seconds=float(settings.DEPLOY_RATE_WINDOW))
 
 
-def earliest_start(stack: Stack, now: datetime | None = None) -> datetime | None:
-    """When a new deployment for this stack may start under the rolling per-user limit.
+@dataclass(frozen=True)
+class Quota:
+    """A person's use of the rolling per-user deployment limit."""
 
-    None means now. Each limited attempt that was not cancelled before it started holds a slot
-    from its start (or planned start) for one window.
+    used: int
+    limit: int
+    window: timedelta
+    next_start: datetime | None  # when the next deployment may start; None means now
+
+    @property
+    def used_up(self) -> bool:
+        return self.next_start is not None
+
+
+def quota(owner_id: int, now: datetime | None = None) -> Quota:
+    """How much of the limit the owner's deployments hold, and when the next one may start.
+
+    Each limited attempt that was not cancelled before it started holds a slot from its start
+    (or planned start) for one window. One query.
     """
     now = now or timezone.now()
     limit = int(settings.DEPLOY_RATE_LIMIT)
     window = rate_limit_window()
     starts: list[datetime] = list(
-        DeploymentAttempt.objects.filter(stack__owner_id=stack.owner_id, kind__in=LIMITED_KINDS)
+        DeploymentAttempt.objects.filter(stack__owner_id=owner_id, kind__in=LIMITED_KINDS)
         .exclude(status=AttemptStatus.CANCELLED, started_at__isnull=True)
         .annotate(slot=Coalesce("started_at", "not_before", "queued_at"))
         .filter(slot__gt=now - window)
         .order_by("-slot")
         .values_list("slot", flat=True)[:limit]
     )
-    if len(starts) < limit:
-        return None
-    return starts[-1] + window
+    next_start = starts[-1] + window if len(starts) >= limit else None
+    return Quota(used=len(starts), limit=limit, window=window, next_start=next_start)
+
+
+def earliest_start(stack: Stack, now: datetime | None = None) -> datetime | None:
+    """When a new deployment for this stack may start under the rolling per-user limit.
+
+    None means now.
+    """
+    return quota(stack.owner_id, now).next_start
 
 
 def waiting() -> QuerySet[DeploymentAttempt]:
@@ -73,11 +97,78 @@ def queue_position(attempt: DeploymentAttempt) -> int | None:
     return ids.index(attempt.pk) + 1 if attempt.pk in ids else None
 
 
+# Attempts holding a worker, or handed to one: running, or queued and dispatched.
+HOLDING_A_WORKER = Q(status=AttemptStatus.RUNNING) | Q(
+    status=AttemptStatus.QUEUED, dispatched_at__isnull=False
+)
+# Estimates come from this many recent successful attempts of each kind.
+ESTIMATE_SAMPLE = 20
+
+
+def typical_durations() -> dict[str, timedelta]:
+    """The median start-to-finish time of recent successful attempts, by kind. One query.
+
+    A kind that never succeeded yet has no entry: nothing is guessed.
+    """
+    recent = (
+        DeploymentAttempt.objects.filter(
+            status=AttemptStatus.SUCCEEDED, started_at__isnull=False, finished_at__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("kind", "started_at", "finished_at")[: ESTIMATE_SAMPLE * len(AttemptKind)]
+    )
+    samples: dict[str, list[float]] = {}
+    for kind, started, finished in recent:
+        taken = samples.setdefault(kind, [])
+        if started is not None and finished is not None and len(taken) < ESTIMATE_SAMPLE:
+            taken.append((finished - started).total_seconds())
+    return {
+        kind: timedelta(seconds=statistics.median(seconds)) for kind, seconds in samples.items()
+    }
+
+
+def expected_start(
+    attempt: DeploymentAttempt,
+    typical: dict[str, timedelta],
+    now: datetime | None = None,
+) -> datetime | None:
+    """When a queued attempt should start; None when there is no basis for an estimate.
+
+    Plays the queue forward: each running attempt frees its slot when it reaches the typical
+    duration of its kind, each attempt ahead takes the first free slot (not before its own
+    `not_before`) and holds it for the typical duration of its kind. Two queries.
+    """
+    if attempt.status != AttemptStatus.QUEUED:
+        return None
+    now = now or timezone.now()
+    if attempt.dispatched_at is not None:
+        return now  # a worker is about to take it
+    free_at: list[datetime] = []
+    for kind, started in DeploymentAttempt.objects.filter(HOLDING_A_WORKER).values_list(
+        "kind", Coalesce("started_at", "dispatched_at")
+    ):
+        if kind not in typical:
+            return None
+        free_at.append(max(now, started + typical[kind]))
+    slots = int(settings.MAX_CONCURRENT_DEPLOYMENTS)
+    # With more out than slots (the limit was lowered), the first to finish free no slot.
+    free_at = sorted(free_at)[max(0, len(free_at) - slots) :]
+    free_at.extend([now] * (slots - len(free_at)))
+    heapq.heapify(free_at)
+    for pk, kind, not_before in (
+        waiting().filter(dispatched_at__isnull=True).values_list("id", "kind", "not_before")
+    ):
+        start = max(heapq.heappop(free_at), not_before or now)
+        if pk == attempt.pk:
+            return start
+        if kind not in typical:
+            return None
+        heapq.heappush(free_at, start + typical[kind])
+    return None
+
+
 def slots_in_use() -> int:
-    """Attempts holding a worker, or handed to one: running, or queued and dispatched."""
-    running = Q(status=AttemptStatus.RUNNING)
-    dispatched = Q(status=AttemptStatus.QUEUED, dispatched_at__isnull=False)
-    return DeploymentAttempt.objects.filter(running | dispatched).count()
+    return DeploymentAttempt.objects.filter(HOLDING_A_WORKER).count()
 
 
 def dispatch(now: datetime | None = None) -> list[int]:
@@ -120,16 +211,15 @@ def schedule_wakeup() -> None:
         .values_list("not_before", flat=True)
         .first()
     )
-    if upcoming is None:
-        return
+    if upcoming is not None:
+        _wake_up_at(upcoming, name="dispatch-wakeup", func="stacks.tasks.dispatch_due")
+
+
+def _wake_up_at(when: datetime, *, name: str, func: str) -> None:
+    """One task run at `when`: a one-off schedule, moved rather than added each time."""
     Schedule.objects.update_or_create(
-        name="dispatch-wakeup",
-        defaults={
-            "func": "stacks.tasks.dispatch_due",
-            "schedule_type": Schedule.ONCE,
-            "next_run": upcoming,
-            "repeats": 1,
-        },
+        name=name,
+        defaults={"func": func, "schedule_type": Schedule.ONCE, "next_run": when, "repeats": 1},
     )
 
 
@@ -192,17 +282,9 @@ def schedule_reaper_wakeup(now: datetime | None = None) -> None:
         .values_list("lease_expires_at", flat=True)
         .first()
     )
-    if expiry is None:
-        return
-    Schedule.objects.update_or_create(
-        name="reaper-wakeup",
-        defaults={
-            "func": "stacks.tasks.reap_attempts",
-            "schedule_type": Schedule.ONCE,
-            "next_run": max(expiry, now) + timedelta(seconds=1),
-            "repeats": 1,
-        },
-    )
+    if expiry is not None:
+        when = max(expiry, now) + timedelta(seconds=1)
+        _wake_up_at(when, name="reaper-wakeup", func="stacks.tasks.reap_attempts")
 
 
 def resume_on_start(**signal_args: object) -> None:

@@ -356,7 +356,17 @@ class CircuitBreaker:
     # Staff pages and tests ---------------------------------------------------------------
 
     def snapshot(self) -> BreakerSnapshot:
-        row = self._row()
+        return self._snapshot_of(self._row())
+
+    def peek(self) -> BreakerSnapshot | None:
+        """The breaker's state read without writing anything (None: no request has used it yet).
+
+        For pages: a GET must change nothing, and snapshot() creates the row when it is missing.
+        """
+        row = self._rows().first()
+        return self._snapshot_of(row) if row is not None else None
+
+    def _snapshot_of(self, row: BreakerState) -> BreakerSnapshot:
         return BreakerSnapshot(
             state=row.state,
             consecutive_failures=row.consecutive_failures,

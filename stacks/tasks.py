@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from stacks import pipeline, queueing
+from stacks import reconcile as reconciler
+from stacks.models import ReconcileRun
 
 
 def run_attempt(attempt_id: int) -> str:
@@ -16,3 +20,8 @@ def dispatch_due() -> int:
 
 def reap_attempts() -> dict[str, int]:
     return queueing.reap()
+
+
+def reconcile() -> str:
+    run = reconciler.run(fix=settings.RECONCILE_FIX, trigger=ReconcileRun.Trigger.SCHEDULE)
+    return f"run #{run.pk} {run.status}"

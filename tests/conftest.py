@@ -3,10 +3,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
 from stacks.dokploy.simulator import DokploySimulator
+
+# The browser tests need a real worker cluster, which the inline ("sync") task settings cannot
+# give; they run in their own invocation with tests.e2e.settings (see scripts/test).
+collect_ignore = [] if settings.SETTINGS_MODULE == "tests.e2e.settings" else ["e2e"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -73,9 +73,9 @@ def test_happy_path_creates_a_healthy_stack(dokploy, alice):
         ("project", "create", "succeeded"),
         ("environment", "query", "skipped"),
         ("application", "create", "succeeded"),
+        ("application", "update", "skipped"),  # no limits configured
         ("application", "update", "succeeded"),
         ("volume", "create", "succeeded"),
-        ("application", "update", "skipped"),  # no limits configured
         ("domain", "create", "succeeded"),
         ("deploy", "update", "succeeded"),
     ]
@@ -736,3 +736,50 @@ def test_every_kind_of_attempt_has_a_handler():
     from stacks.models import AttemptKind
 
     assert set(pipeline.HANDLERS) == set(AttemptKind.values)
+
+
+def test_a_retried_call_shows_its_tries_on_the_running_step(dokploy, alice, monkeypatch):
+    from stacks.pipeline import journal
+
+    dokploy.fail("domain.create", times=2, status=503)
+    seen: list[tuple[int, bool]] = []
+    attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
+    original = journal.Journal.note_wait
+
+    def spy(self, next_try, seconds):
+        original(self, next_try, seconds)
+        row = DeploymentStep.objects.get(attempt=attempt, status="running")
+        seen.append((row.current_try, row.next_try_at is not None))
+
+    monkeypatch.setattr(journal.Journal, "note_wait", spy)
+    result = pipeline.run_attempt(attempt.pk, owner="w1")
+
+    assert result is not None and result.status == Status.SUCCEEDED
+    assert seen == [(1, True), (2, True)]
+    finished = result.steps.get(phase="domain")
+    assert (finished.current_try, finished.next_try_at, finished.retries) == (3, None, 2)
+
+
+def test_a_stale_running_status_does_not_start_a_second_deployment(dokploy, alice, monkeypatch):
+    """A resumed run may read the application while the dead run's deployment still runs;
+    once that deployment is done, the run must not deploy again."""
+    import dataclasses
+
+    from stacks.dokploy.client import DokployClient
+
+    assert deploy(alice).status == Status.SUCCEEDED
+    original = DokployClient.application_one
+    reads: list[str] = []
+
+    def stale_first(self, application_id):
+        app = original(self, application_id)
+        reads.append(application_id)
+        return dataclasses.replace(app, application_status="running") if len(reads) == 1 else app
+
+    monkeypatch.setattr(DokployClient, "application_one", stale_first)
+
+    again = deploy(alice)
+
+    assert again.status == Status.SUCCEEDED
+    assert dokploy.call_count("application.deploy") == 1
+    assert again.steps.get(phase="deploy").status == "skipped"

@@ -40,6 +40,7 @@ from stacks.dokploy.types import (
     JSON,
     Application,
     Deployment,
+    DockerVolume,
     Domain,
     Environment,
     Mount,
@@ -527,6 +528,14 @@ class DokployClient:
         """POST mounts.remove: the deleted row. Only the row goes: the Docker volume and its
         files stay, and a running container keeps the mount until its next deploy."""
         return self._call("mounts.remove", POST, _one(Mount.from_api), body={"mountId": mount_id})
+
+    def docker_volumes(self) -> list[DockerVolume]:
+        """GET dockerVolume.getVolumes: every volume on Dokploy's own Docker host.
+
+        Dokploy runs `docker volume ls` and answers [] when that fails (it logs the error and
+        swallows it), so an empty list never proves that there are no volumes.
+        """
+        return self._call("dockerVolume.getVolumes", GET, _many(DockerVolume.from_api))
 
     def docker_volume_remove(self, volume_name: str) -> None:
         """POST dockerVolume.removeVolume: deletes the volume and every file in it; the answer

@@ -1415,6 +1415,9 @@ class DokploySimulator:
             "mounts.one": Route("GET", S_MOUNT_ID, self._mount_one),
             "mounts.listByServiceId": Route("GET", S_MOUNT_LIST, self._mounts_by_service),
             "dockerVolume.removeVolume": Route("POST", S_REMOVE_VOLUME, self._volume_remove),
+            "dockerVolume.getVolumes": Route(
+                "GET", S_SERVER, self._volumes_list, optional_input=True
+            ),
             "settings.cleanUnusedVolumes": Route(
                 "POST", S_SERVER, self._clean_unused_volumes, optional_input=True
             ),
@@ -1849,6 +1852,23 @@ class DokploySimulator:
         del self._volumes[name]
         self._volume_holds.pop(name, None)
         return NO_CONTENT
+
+    def _volumes_list(self, data: Input) -> Any:
+        """`docker volume ls --format '{{json .}}'`, one object per volume, as Dokploy parses
+        it. Dokploy answers [] when the command fails (it logs and swallows the error); here a
+        serverId is such a failure, since there are no remote servers."""
+        if data.get("serverId"):
+            return []
+        return [
+            {
+                "Name": name,
+                "Driver": "local",
+                "Scope": "local",
+                "Mountpoint": f"/var/lib/docker/volumes/{name}/_data",
+                "Labels": "",
+            }
+            for name in sorted(self._volumes)
+        ]
 
     def _clean_unused_volumes(self, data: Input) -> Any:
         """`docker volume prune --all`, as API-NOTES item 14 describes it: every volume that no

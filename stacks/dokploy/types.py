@@ -250,6 +250,21 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class DockerVolume:
+    """A volume on the Docker host, as `docker volume ls` lists it."""
+
+    name: str
+    driver: str | None = None
+    mountpoint: str | None = None
+
+    @classmethod
+    def from_api(cls, data: JSON) -> DockerVolume:
+        return cls(
+            name=data["Name"], driver=_str(data, "Driver"), mountpoint=_str(data, "Mountpoint")
+        )
+
+
+@dataclass(frozen=True)
 class Application:
     application_id: str
     name: str

@@ -30,6 +30,7 @@ HANDLERS: dict[str, Callable[[Run], None]] = {
     AttemptKind.STOP: operations.stop_stack,
     AttemptKind.START: operations.start_stack,
     AttemptKind.TEARDOWN: operations.teardown,
+    AttemptKind.REPAIR: provision.provision,
 }
 
 

@@ -125,11 +125,11 @@ class Journal:
             self.outcome.calls.append(record)
 
     def note_wait(self, next_try: int, seconds: float) -> None:
-        """The running step's call waits `seconds` before try `next_try`."""
+        """The running step's call failed try `next_try - 1` and waits `seconds` for the next."""
         if self._running is None:
             return
         DeploymentStep.objects.filter(pk=self._running.pk).update(
-            current_try=next_try, next_try_at=timezone.now() + timedelta(seconds=seconds)
+            current_try=next_try - 1, next_try_at=timezone.now() + timedelta(seconds=seconds)
         )
 
     def close_interrupted(self) -> None:

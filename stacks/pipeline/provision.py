@@ -59,9 +59,9 @@ def provision(run: Run) -> None:
     environment = ensure_environment(run, found)
     app = ensure_application(run, environment, fresh=found.created)
     changed = [
+        workspace.ensure_limits(run, app.application, created=app.created),
         ensure_image(run, app),
         workspace.ensure_mount(run, app.application, created=app.created),
-        workspace.ensure_limits(run, app.application, created=app.created),
         ensure_domain(run, app.application, fresh=app.created),
     ]
     # A new mount, new limits or a new image take effect only at the next deploy.
@@ -224,12 +224,7 @@ def deploy(run: Run, application: Application, *, force: bool, fresh: bool) -> N
             outcome.action = Action.QUERY
             outcome.summary = "A deployment is already running; following it"
             finished = _follow(run, app_id, newest.deployment_id, None)
-        elif (
-            not force
-            and newest is not None
-            and newest.status == "done"
-            and application.application_status == "done"
-        ):
+        elif not force and newest is not None and newest.status == "done" and _is_done(run, app_id):
             outcome.skip("Already deployed with this image; nothing to do")
             return
         else:
@@ -250,6 +245,12 @@ def deploy(run: Run, application: Application, *, force: bool, fresh: bool) -> N
                 {"deployment": finished.raw, "log_tail": _log_tail(run, finished.deployment_id)},
             )
         outcome.summary = f"Deployment {finished.deployment_id} finished"
+
+
+def _is_done(run: Run, app_id: str) -> bool:
+    """The application's status now: the one read earlier in this run may be stale (a
+    deployment a dead run started can have finished since)."""
+    return run.client.application_one(app_id).application_status == "done"
 
 
 def _follow(run: Run, app_id: str, deployment_id: str | None, known: set[str] | None) -> Deployment:

@@ -405,6 +405,15 @@ REQUESTS = [
         id="mounts.remove",
     ),
     pytest.param(
+        lambda c: c.docker_volumes(),
+        "GET",
+        "dockerVolume.getVolumes",
+        {},
+        None,
+        [{"Name": VOLUME_NAME, "Driver": "local", "Scope": "local", "Mountpoint": "/v"}],
+        id="dockerVolume.getVolumes",
+    ),
+    pytest.param(
         lambda c: c.docker_volume_remove(VOLUME_NAME),
         "POST",
         "dockerVolume.removeVolume",

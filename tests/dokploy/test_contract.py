@@ -61,6 +61,7 @@ ANSWERS: dict[str, Any] = {
     "mounts.create": mount_row(),
     "mounts.remove": mount_row(),
     "dockerVolume.removeVolume": None,
+    "dockerVolume.getVolumes": [{"Name": "v", "Driver": "local", "Scope": "local"}],
 }
 
 # Every public client method, called the way the pipeline calls it (and with every option).
@@ -167,6 +168,7 @@ CALLS: list[tuple[str, Callable[[DokployClient], Any]]] = [
         ),
     ),
     ("mounts_remove", lambda c: c.mounts_remove(MOUNT_ID)),
+    ("docker_volumes", lambda c: c.docker_volumes()),
     ("docker_volume_remove", lambda c: c.docker_volume_remove(VOLUME_NAME)),
     ("docker_volume_remove", lambda c: c.docker_volume_remove("a.b_c-9")),
 ]

@@ -1649,3 +1649,21 @@ def test_runs_standalone_from_the_command_line() -> None:
         process.kill()
     assert process.returncode == 0
     assert out.strip() == "False"  # no Django imported
+
+
+def test_get_volumes_lists_the_docker_hosts_volumes_like_docker_volume_ls(simulator, api):
+    simulator.add_volume("ai-stack-alice-files-0123abcd", {"a.txt": "a"})
+    simulator.add_volume("other")
+
+    listed = api.get("/api/dockerVolume.getVolumes").json()
+    remote = api.get("/api/dockerVolume.getVolumes", params={"serverId": "remote-1"}).json()
+
+    assert [row["Name"] for row in listed] == ["ai-stack-alice-files-0123abcd", "other"]
+    assert listed[0] == {
+        "Name": "ai-stack-alice-files-0123abcd",
+        "Driver": "local",
+        "Scope": "local",
+        "Mountpoint": "/var/lib/docker/volumes/ai-stack-alice-files-0123abcd/_data",
+        "Labels": "",
+    }
+    assert remote == []  # Dokploy swallows the failing command and answers nothing

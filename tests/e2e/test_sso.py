@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Locator, Page, Playwright, Route, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from portal import oidc
 from stacks.models import OIDCIdentity
@@ -35,16 +35,6 @@ PROVIDER_DIR = Path(__file__).resolve().parent.parent / "oidc_provider"
 PROVIDER_PORTS = range(4030, 4040)
 CLIENT_ID = "ai-stack-portal"
 CLIENT_SECRET = "e2e-client-secret-4b1d0c"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def _missing(what: str) -> NoReturn:
@@ -159,16 +149,6 @@ def sso(provider: Provider, settings) -> Provider:
     return provider
 
 
-@pytest.fixture(scope="module")
-def chromium(playwright: Playwright) -> Iterator[Browser]:
-    executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-    if not Path(executable).is_file():
-        _missing(f"Chromium is needed at {executable} (CHROMIUM_PATH)")
-    browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
 def _loopback_only(route: Route) -> None:
     # The provider's default pages link web fonts; nothing may leave this machine.
     host = route.request.url.split("/")[2].rsplit(":", 1)[0]
@@ -179,9 +159,9 @@ def _loopback_only(route: Route) -> None:
 
 
 @pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    """A fresh browser context per test (this module's own, not pytest-playwright's)."""
-    context = chromium.new_context()
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context per test that reaches nothing but this machine."""
+    context = browser.new_context()
     context.set_default_timeout(15_000)
     context.route("**/*", _loopback_only)
     yield context.new_page()
@@ -200,23 +180,8 @@ def sign_in(page: Page, portal: str, sub: str) -> None:
 
 
 def sign_out(page: Page) -> None:
-    """POST the sign-out form from the current portal page, as its Sign out button does."""
-    page.evaluate(
-        """() => {
-            const token = document.cookie.split('; ')
-                .find((cookie) => cookie.startsWith('csrftoken=')).split('=')[1];
-            const form = document.createElement('form');
-            form.method = 'post';
-            form.action = '/oidc/logout/';
-            const field = document.createElement('input');
-            field.type = 'hidden';
-            field.name = 'csrfmiddlewaretoken';
-            field.value = token;
-            form.appendChild(field);
-            document.body.appendChild(form);
-            form.submit();
-        }"""
-    )
+    """The Sign out button in the header of every portal page."""
+    header(page).get_by_role("button", name="Sign out").click()
 
 
 def header(page: Page) -> Locator:
