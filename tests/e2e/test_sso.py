@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from portal import oidc
-from stacks.models import OIDCIdentity
+from stacks.models import OIDCIdentity, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -209,6 +210,10 @@ def test_sign_in_through_the_provider_and_sign_out_of_both(page, live_server, ss
     user = User.objects.get()
     assert (user.username, user.email, user.is_staff) == ("adalind", "adalind@example.com", False)
     assert OIDCIdentity.objects.get().subject == "sub-ada-7"
+
+    page.get_by_role("button", name="Create my AI stack").click()
+    expect(page).to_have_title(re.compile(r"^Ready · Create #"), timeout=60_000)
+    assert Stack.objects.get().owner == user
 
     sign_out(page)
     page.wait_for_url(f"{sso.issuer}/session/end**")
