@@ -6,13 +6,12 @@ The deployments run in this process (`pipeline.run_attempt`) against the simulat
 for real, at the time the test runs. The records of each day's runs are then moved back to that
 day, as if they had run then: the pipeline keeps its leases and deadlines on the real clock,
 which a task worker of another process would judge by. This module's `portal` fixture replaces
-the one of conftest.py, so no worker cluster is started for it; the browser is launched from
-pytest-playwright's session-wide driver, as in test_staff_screens.py.
+the one of conftest.py, so no worker cluster is started for it; the browser is the one every
+browser test module uses (conftest.py's Debian Chromium).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,13 +22,13 @@ from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-unt
 from django.contrib.auth.models import User
 from django.db.models import F
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Browser, Page, expect
 
 from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import BreakerEvent, DeploymentAttempt, DeploymentStep, DokployCall
 from stacks.resilience import CircuitBreaker
-from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, CHROMIUM_ARGS, SHOTS
+from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, SHOTS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,22 +46,11 @@ def portal(live_server: Any) -> Any:
     return live_server
 
 
-@pytest.fixture(scope="module")
-def board_browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(
-        executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=CHROMIUM_ARGS
-    )
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
 @pytest.fixture
-def board_page(board_browser: Browser, live_server: Any, dokploy: Any) -> Iterator[Page]:
-    """A signed-in staff member's tab."""
+def board_page(browser: Browser, live_server: Any, dokploy: Any) -> Iterator[Page]:
+    """A signed-in staff member's tab, in the browser tests' one Chromium."""
     User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
-    context = board_browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
     page = context.new_page()
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "olga")
