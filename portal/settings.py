@@ -460,7 +460,7 @@ LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": "stacks.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "stacks.logging.TextFormatter"},
     },
     "handlers": {
         "console": {
