@@ -19,7 +19,7 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -30,6 +30,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
@@ -257,13 +258,25 @@ def sign_in_account(*, issuer: str, subject: str, claims: Mapping[str, Any]) -> 
         )
         user = identity.user if identity else _create_account(issuer, subject, claims)
         email = claims.get("email")
-        if isinstance(email, str) and len(email) <= 254:
+        if _is_address(email):
             user.email = email
         # Superusers are the break-glass accounts: the provider does not take their rights away.
         if not user.is_superuser:
             user.is_staff = is_staff_member(claims)
         user.save(update_fields=["email", "is_staff"])
     return user
+
+
+def _is_address(email: object) -> TypeGuard[str]:
+    """An email claim worth keeping: a printable address a database holds (no NUL, line break
+    or lone surrogate, at most 254 characters); anything else is left out, the old one kept."""
+    if not isinstance(email, str) or len(email) > 254 or not email.isprintable():
+        return False
+    try:
+        validate_email(email)
+    except ValidationError:
+        return False
+    return True
 
 
 def _create_account(issuer: str, subject: str, claims: Mapping[str, Any]) -> User:
