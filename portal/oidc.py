@@ -34,6 +34,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
+from django.utils.decorators import method_decorator
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import (
@@ -41,6 +42,7 @@ from mozilla_django_oidc.views import (
     OIDCAuthenticationRequestView,
 )
 
+from portal.ratelimits import SIGN_IN, limited
 from stacks.models import OIDCIdentity, Stack
 from stacks.names import USERNAME_MAX, USERNAME_MIN, validate_stack_username
 
@@ -382,6 +384,7 @@ class AuthenticationRequestView(OIDCAuthenticationRequestView):  # type: ignore[
 
     get_settings = staticmethod(oidc_setting)
 
+    @method_decorator(limited(SIGN_IN))
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.OIDC_ENABLED:
             raise Http404("single sign-on is not configured")
@@ -394,6 +397,7 @@ class AuthenticationCallbackView(OIDCAuthenticationCallbackView):  # type: ignor
 
     get_settings = staticmethod(oidc_setting)
 
+    @method_decorator(limited(SIGN_IN))
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.OIDC_ENABLED:
             raise Http404("single sign-on is not configured")

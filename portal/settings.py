@@ -73,6 +73,14 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
 
 
+def envrate(name: str, default: str) -> str:
+    """A request rate as django-ratelimit reads it: 30/m, 5/10m (per s, m, h or d)."""
+    raw = envstr(name, default).strip()
+    if not re.fullmatch(r"[1-9]\d*/(?:[1-9]\d*)?[smhd]", raw):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 30/m or 5/10m, not {raw!r}")
+    return raw
+
+
 def envpath(name: str, default: str) -> str:
     """An absolute path inside a container, e.g. where a volume is mounted."""
     raw = os.environ.get(name, "").strip()
@@ -185,7 +193,7 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.apps.PortalAdminConfig",  # django.contrib.admin with a rate-limited sign-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -205,6 +213,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.ratelimits.ChangeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -444,6 +453,17 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Request limits against abuse (portal/ratelimits.py), over and above DEPLOY_RATE_LIMIT.
+RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
+RATELIMIT_SIGN_IN = envrate("RATELIMIT_SIGN_IN", "30/m")
+RATELIMIT_PASSWORD = envrate("RATELIMIT_PASSWORD", "5/m")
+RATELIMIT_ACTIONS = envrate("RATELIMIT_ACTIONS", "30/h")
+RATELIMIT_POST = envrate("RATELIMIT_POST", "60/m")
+# Reverse proxies in front of the portal that append to X-Forwarded-For (0: none, trust no
+# header); the client address is the one the outermost of them saw.
+TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)
+RATELIMIT_IP_META_KEY = "portal.ratelimits.client_ip"
 
 SILENCED_SYSTEM_CHECKS = [
     # django-ratelimit warns that the cache it uses is not one it knows to be shared; the

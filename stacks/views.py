@@ -30,7 +30,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
+from portal import ratelimits
 from portal.oidc import provider_logout_url
+from portal.ratelimits import limited
 from stacks import lifecycle, names, progress, queueing
 from stacks.forms import ActionForm, DeleteStackForm, LocalSignInForm
 from stacks.models import AttemptKind, DeploymentAttempt, Stack
@@ -170,6 +172,7 @@ def stack_page(request: SignedInRequest) -> HttpResponse:
 
 
 @signed_in_required
+@limited(ratelimits.ACTIONS)
 @require_POST
 def stack_action(request: SignedInRequest, action: str) -> HttpResponse:
     if action not in ACTIONS:
@@ -178,6 +181,7 @@ def stack_action(request: SignedInRequest, action: str) -> HttpResponse:
 
 
 @signed_in_required
+@limited(ratelimits.ACTIONS)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def delete_stack(request: SignedInRequest) -> HttpResponse:
@@ -217,6 +221,7 @@ def attempt_page(request: SignedInRequest, attempt_id: int) -> HttpResponse:
 
 
 @signed_in_required
+@limited(ratelimits.ACTIONS)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def cancel_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
@@ -235,6 +240,7 @@ def cancel_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
 
 
 @signed_in_required
+@limited(ratelimits.ACTIONS)
 @require_POST
 def retry_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
     attempt = own_attempt(request, attempt_id)
@@ -276,6 +282,7 @@ def _next_url(request: HttpRequest) -> str:
     return wanted if safe else reverse("home")
 
 
+@limited(ratelimits.SIGN_IN)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:
