@@ -203,11 +203,13 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "csp",
     "stacks",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.csp.PortalCSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -450,9 +452,30 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: pages carry the token (forms, and hx-headers for htmx).
+CSRF_COOKIE_HTTPONLY = True
+# SameSite stays Lax: the provider sends the browser back to /oidc/callback/ from its own site,
+# and that request must carry the session holding the sign-in's state and nonce.
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Our own scripts and styles only (htmx is served from static by django-htmx), no inline code,
+# no framing; the Django admin runs under the same policy (README: Security). With SSO on,
+# portal.csp adds the provider's origin to form-action, where signing out redirects.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    },
+}
+
 
 # Request limits against abuse (portal/ratelimits.py), over and above DEPLOY_RATE_LIMIT.
 RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
