@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, Locator, Page, Playwright, Route, expec
 
 from portal import oidc
 from stacks.models import OIDCIdentity
+from tests.e2e.conftest import CspWatch
 
 pytestmark = pytest.mark.e2e
 
@@ -179,13 +180,17 @@ def _loopback_only(route: Route) -> None:
 
 
 @pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    """A fresh browser context per test (this module's own, not pytest-playwright's)."""
+def page(chromium: Browser, live_server) -> Iterator[Page]:
+    """A fresh browser context per test (this module's own, not pytest-playwright's); the
+    portal's pages in it report no Content Security Policy violation."""
     context = chromium.new_context()
     context.set_default_timeout(15_000)
     context.route("**/*", _loopback_only)
-    yield context.new_page()
+    tab = context.new_page()
+    csp = CspWatch(tab, live_server.url)
+    yield tab
     context.close()
+    assert csp.violations == []
 
 
 # --- Steps a person takes ---------------------------------------------------------------------
