@@ -476,7 +476,6 @@ CONTENT_SECURITY_POLICY: dict[str, Any] = {
     },
 }
 
-
 # Request limits against abuse (portal/ratelimits.py), over and above DEPLOY_RATE_LIMIT.
 RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
 RATELIMIT_SIGN_IN = envrate("RATELIMIT_SIGN_IN", "30/m")

@@ -2,7 +2,8 @@
 
 Each view fetches only the signed-in person's objects (attempts through `own_attempt`, the
 stack by its owner), asks `stacks.lifecycle` for every change and renders. Every change is a
-POST; a GET changes nothing. Errors from the lifecycle become messages on the page.
+POST, held to the request limits of `portal.ratelimits`; a GET changes nothing. Errors from the
+lifecycle become messages on the page.
 """
 
 from __future__ import annotations
