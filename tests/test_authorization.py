@@ -14,8 +14,9 @@ The classes, and what every pattern in them must do:
 - SIGN_OUT: a POST ends the session; a GET never does.
 - SIGNED_IN: signed out, a browser is sent to sign in (an htmx or JSON client gets 403); signed
   in, a person acts only on their own stack: nothing of anyone else's changes.
-- OWNER: as SIGNED_IN, on an object named in the URL: another person's is 404, for every
-  method, and no row anywhere changes.
+- OWNER: as SIGNED_IN, on an object named in the URL: another person's answers exactly what an
+  object nobody has answers (404, or 405 for a method the view does not take), and no row
+  anywhere changes.
 - STAFF: anyone who is not staff, signed in or not, is sent to the admin's sign-in page and
   nothing changes; staff get the page.
 - Token(setting): only a request bearing the token from that setting gets an answer (401
@@ -174,6 +175,10 @@ SAMPLES: dict[str, Callable[[World], list[str]]] = {
 }
 
 
+# An object id nobody has, for each parameter that names an object of an OWNER pattern.
+NOBODYS = {"attempt_id": "999999"}
+
+
 def urls_of(pattern: Pattern, world: World) -> Iterator[str]:
     names = pattern.params
     missing = [name for name in names if name not in SAMPLES]
@@ -316,7 +321,10 @@ def test_another_persons_object_is_one_that_does_not_exist_and_nothing_changes(p
     the methods the view takes, 405 for the others, whatever the attempt's state."""
     before = snapshot()
     bob = signed_in(world.bob)
-    nobodys = {how: ask(bob, pattern.path(attempt_id="999999")) for how, ask in REQUESTS.items()}
+    nobodys_url = pattern.path(
+        **{name: NOBODYS.get(name) or SAMPLES[name](world)[0] for name in pattern.params}
+    )
+    nobodys = {how: ask(bob, nobodys_url) for how, ask in REQUESTS.items()}
     expected = {how: response.status_code for how, response in nobodys.items()}
     assert 404 in expected.values()
     for url in urls_of(pattern, world):
