@@ -83,3 +83,26 @@ ensure_chromium() {
   fi
   [ -x "$chromium" ]
 }
+
+# buildah, podman, runc and debootstrap: scripts/image_check builds and runs the container image
+# with them, with no Docker engine. They need root; apt-get installs whichever are missing.
+ensure_image_tools() {
+  local tool missing=() out
+  [ "$(id -u)" = "0" ] || { log "the container image check needs root"; return 1; }
+  for tool in buildah podman runc debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || { log "no apt-get to install ${missing[*]}"; return 1; }
+  log "installing ${missing[*]}"
+  out="$(mktemp)"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$out" 2>&1 \
+    || { apt-get update -qq >>"$out" 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$out" 2>&1; }; }
+  then
+    tail -n 20 "$out"
+    rm -f "$out"
+    return 1
+  fi
+  rm -f "$out"
+}

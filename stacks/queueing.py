@@ -211,16 +211,15 @@ def schedule_wakeup() -> None:
         .values_list("not_before", flat=True)
         .first()
     )
-    if upcoming is None:
-        return
+    if upcoming is not None:
+        _wake_up_at(upcoming, name="dispatch-wakeup", func="stacks.tasks.dispatch_due")
+
+
+def _wake_up_at(when: datetime, *, name: str, func: str) -> None:
+    """One task run at `when`: a one-off schedule, moved rather than added each time."""
     Schedule.objects.update_or_create(
-        name="dispatch-wakeup",
-        defaults={
-            "func": "stacks.tasks.dispatch_due",
-            "schedule_type": Schedule.ONCE,
-            "next_run": upcoming,
-            "repeats": 1,
-        },
+        name=name,
+        defaults={"func": func, "schedule_type": Schedule.ONCE, "next_run": when, "repeats": 1},
     )
 
 
@@ -283,17 +282,9 @@ def schedule_reaper_wakeup(now: datetime | None = None) -> None:
         .values_list("lease_expires_at", flat=True)
         .first()
     )
-    if expiry is None:
-        return
-    Schedule.objects.update_or_create(
-        name="reaper-wakeup",
-        defaults={
-            "func": "stacks.tasks.reap_attempts",
-            "schedule_type": Schedule.ONCE,
-            "next_run": max(expiry, now) + timedelta(seconds=1),
-            "repeats": 1,
-        },
-    )
+    if expiry is not None:
+        when = max(expiry, now) + timedelta(seconds=1)
+        _wake_up_at(when, name="reaper-wakeup", func="stacks.tasks.reap_attempts")
 
 
 def resume_on_start(**signal_args: object) -> None:

@@ -17,7 +17,6 @@ from django.db import transaction
 
 from stacks import queueing
 from stacks.lifecycle import (
-    RETRYABLE,
     LifecycleError,
     cancel_attempt,
     request_attempt,
@@ -171,58 +170,32 @@ def staff_retry(
 ) -> StaffResult:
     """Run a failed attempt's kind again, as a new attempt (terminal attempts never restart)."""
     reason = _require_reason(reason)
-    stack = attempt.stack
-    newest = stack.attempts.order_by("-queued_at", "-id").first()
-    why_not = ""
-    if attempt.status not in RETRYABLE:
-        why_not = f"it {attempt.status}: only what failed or was cancelled is retried"
-    elif newest is not None and newest.pk != attempt.pk:
-        why_not = f"a newer attempt (#{newest.pk}, {newest.status}) replaced it"
-    if why_not:
-        with transaction.atomic():
-            entry = audit(
-                Action.RETRY,
-                by=by,
-                reason=reason,
-                target=attempt_label(attempt),
-                outcome=Outcome.REFUSED,
-                message=why_not,
-                stack=stack,
-                attempt=attempt,
-                batch=batch,
-            )
-        return StaffResult(False, why_not, entry)
+    newest = attempt.stack.attempts.order_by("-queued_at", "-id").first()
+    retry: DeploymentAttempt | None = None
     with transaction.atomic():
-        try:
-            retry = retry_attempt(attempt, by=by, reason=reason, dispatch=False)
-        except LifecycleError as exc:
-            entry = audit(
-                Action.RETRY,
-                by=by,
-                reason=reason,
-                target=attempt_label(attempt),
-                outcome=Outcome.REFUSED,
-                message=str(exc),
-                stack=stack,
-                attempt=attempt,
-                batch=batch,
-            )
-            return StaffResult(False, str(exc), entry)
-        message = f"queued {attempt_label(retry)} to retry it"
-        transaction.on_commit(queueing.dispatch)
+        if newest is not None and newest.pk != attempt.pk:
+            message = f"a newer attempt (#{newest.pk}, {newest.status}) replaced it"
+        else:
+            try:
+                retry = retry_attempt(attempt, by=by, reason=reason, dispatch=False)
+            except LifecycleError as exc:
+                message = str(exc)
+            else:
+                message = f"queued {attempt_label(retry)} to retry it"
+                transaction.on_commit(queueing.dispatch)
         entry = audit(
             Action.RETRY,
             by=by,
             reason=reason,
             target=attempt_label(attempt),
-            outcome=Outcome.DONE,
+            outcome=Outcome.DONE if retry is not None else Outcome.REFUSED,
             message=message,
-            stack=stack,
+            stack=attempt.stack,
             attempt=attempt,
             result_attempt=retry,
             batch=batch,
         )
-    return StaffResult(True, message, entry, retry)
+    return StaffResult(retry is not None, message, entry, retry)
 
 
 def staff_cancel(

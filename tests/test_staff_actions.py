@@ -262,8 +262,8 @@ def test_retry_refuses_an_attempt_that_did_not_fail(dokploy, alice, olga, olga_c
     response = act(olga_client, "deploymentattempt", "retry", [done.pk])
 
     assert shown_messages(response) == [
-        f"attempt #{done.pk} (create of alice): not done: it succeeded: only what failed or "
-        "was cancelled is retried"
+        f"attempt #{done.pk} (create of alice): not done: This create succeeded; there is "
+        "nothing to try again."
     ]
     target = f"attempt #{done.pk} (create of alice)"
     assert_entry(the_entry(), by=olga, action="retry", outcome="refused", target=target)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,10 +25,10 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Locator, Page, Playwright, Route, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from portal import oidc
-from stacks.models import OIDCIdentity
+from stacks.models import OIDCIdentity, Stack
 from tests.e2e.conftest import CspWatch
 
 pytestmark = pytest.mark.e2e
@@ -36,16 +37,6 @@ PROVIDER_DIR = Path(__file__).resolve().parent.parent / "oidc_provider"
 PROVIDER_PORTS = range(4030, 4040)
 CLIENT_ID = "ai-stack-portal"
 CLIENT_SECRET = "e2e-client-secret-4b1d0c"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def _missing(what: str) -> NoReturn:
@@ -160,16 +151,6 @@ def sso(provider: Provider, settings) -> Provider:
     return provider
 
 
-@pytest.fixture(scope="module")
-def chromium(playwright: Playwright) -> Iterator[Browser]:
-    executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-    if not Path(executable).is_file():
-        _missing(f"Chromium is needed at {executable} (CHROMIUM_PATH)")
-    browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
 def _loopback_only(route: Route) -> None:
     # The provider's default pages link web fonts; nothing may leave this machine.
     host = route.request.url.split("/")[2].rsplit(":", 1)[0]
@@ -180,10 +161,10 @@ def _loopback_only(route: Route) -> None:
 
 
 @pytest.fixture
-def page(chromium: Browser, live_server) -> Iterator[Page]:
-    """A fresh browser context per test (this module's own, not pytest-playwright's); the
-    portal's pages in it report no Content Security Policy violation."""
-    context = chromium.new_context()
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    """A fresh browser context per test that reaches nothing but this machine; the portal's
+    pages in it report no Content Security Policy violation."""
+    context = browser.new_context()
     context.set_default_timeout(15_000)
     context.route("**/*", _loopback_only)
     tab = context.new_page()
@@ -234,6 +215,10 @@ def test_sign_in_through_the_provider_and_sign_out_of_both(page, live_server, ss
     user = User.objects.get()
     assert (user.username, user.email, user.is_staff) == ("adalind", "adalind@example.com", False)
     assert OIDCIdentity.objects.get().subject == "sub-ada-7"
+
+    page.get_by_role("button", name="Create my AI stack").click()
+    expect(page).to_have_title(re.compile(r"^Ready · Create #"), timeout=60_000)
+    assert Stack.objects.get().owner == user
 
     sign_out(page)
     page.wait_for_url(f"{sso.issuer}/session/end**")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Browser, Page, expect
 
 from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
@@ -25,41 +25,7 @@ from tests.e2e.conftest import CspWatch
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PULL_DENIED = "pull access denied for ghcr.io/ai-stack/opencode-ttyd, repository does not exist"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _staff_sync_playwright_with_django() -> Iterator[None]:
-    # Playwright's sync API leaves its event loop marked as running in this thread until its
-    # session-wide driver stops; Django's ORM refuses to run beside a running loop unless told
-    # that this is deliberate. Session scope: the test database's teardown needs it too.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def staff_browser(playwright: Playwright) -> Iterator[Browser]:
-    """Debian's Chromium, launched from pytest-playwright's session-wide driver (one driver per
-    session: the sync API cannot start a second one in the same thread)."""
-    browser = playwright.chromium.launch(
-        executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
-        args=CHROMIUM_ARGS,
-    )
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 @pytest.fixture
@@ -70,10 +36,10 @@ def staff_shots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def staff_page(staff_browser: Browser, live_server, dokploy) -> Iterator[Page]:
+def staff_page(browser: Browser, live_server, dokploy) -> Iterator[Page]:
     """A signed-in staff member's browser tab."""
     User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
-    context = staff_browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
     page = context.new_page()
     csp = CspWatch(page, live_server.url)
     page.goto(f"{live_server.url}/admin/login/")
