@@ -19,7 +19,7 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -30,9 +30,11 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
+from django.utils.decorators import method_decorator
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import (
@@ -40,6 +42,7 @@ from mozilla_django_oidc.views import (
     OIDCAuthenticationRequestView,
 )
 
+from portal.ratelimits import SIGN_IN, limited
 from stacks.models import OIDCIdentity, Stack
 from stacks.names import USERNAME_MAX, USERNAME_MIN, validate_stack_username
 
@@ -257,13 +260,25 @@ def sign_in_account(*, issuer: str, subject: str, claims: Mapping[str, Any]) -> 
         )
         user = identity.user if identity else _create_account(issuer, subject, claims)
         email = claims.get("email")
-        if isinstance(email, str) and len(email) <= 254:
+        if _is_address(email):
             user.email = email
         # Superusers are the break-glass accounts: the provider does not take their rights away.
         if not user.is_superuser:
             user.is_staff = is_staff_member(claims)
         user.save(update_fields=["email", "is_staff"])
     return user
+
+
+def _is_address(email: object) -> TypeGuard[str]:
+    """An email claim worth keeping: a printable address a database holds (no NUL, line break
+    or lone surrogate, at most 254 characters); anything else is left out, the old one kept."""
+    if not isinstance(email, str) or len(email) > 254 or not email.isprintable():
+        return False
+    try:
+        validate_email(email)
+    except ValidationError:
+        return False
+    return True
 
 
 def _create_account(issuer: str, subject: str, claims: Mapping[str, Any]) -> User:
@@ -369,6 +384,7 @@ class AuthenticationRequestView(OIDCAuthenticationRequestView):  # type: ignore[
 
     get_settings = staticmethod(oidc_setting)
 
+    @method_decorator(limited(SIGN_IN))
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.OIDC_ENABLED:
             raise Http404("single sign-on is not configured")
@@ -381,6 +397,7 @@ class AuthenticationCallbackView(OIDCAuthenticationCallbackView):  # type: ignor
 
     get_settings = staticmethod(oidc_setting)
 
+    @method_decorator(limited(SIGN_IN))
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.OIDC_ENABLED:
             raise Http404("single sign-on is not configured")

@@ -103,6 +103,14 @@ def envsecret(name: str, file_name: str) -> str:
     return value
 
 
+def envrate(name: str, default: str) -> str:
+    """A request rate as django-ratelimit reads it: 30/m, 5/10m (per s, m, h or d)."""
+    raw = envstr(name, default).strip()
+    if not re.fullmatch(r"[1-9]\d*/(?:[1-9]\d*)?[smhd]", raw):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 30/m or 5/10m, not {raw!r}")
+    return raw
+
+
 def envpath(name: str, default: str) -> str:
     """An absolute path inside a container, e.g. where a volume is mounted."""
     raw = os.environ.get(name, "").strip()
@@ -215,7 +223,7 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.apps.PortalAdminConfig",  # django.contrib.admin with a rate-limited sign-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -225,16 +233,19 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "csp",
     "stacks",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.csp.PortalCSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.ratelimits.ChangeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -495,9 +506,40 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: pages carry the token (forms, and hx-headers for htmx).
+CSRF_COOKIE_HTTPONLY = True
+# SameSite stays Lax: the provider sends the browser back to /oidc/callback/ from its own site,
+# and that request must carry the session holding the sign-in's state and nonce.
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Our own scripts and styles only (htmx is served from static by django-htmx), no inline code,
+# no framing; the Django admin runs under the same policy (README: Security). With SSO on,
+# portal.csp adds the provider's origin to form-action, where signing out redirects.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    },
+}
+
+# Request limits against abuse (portal/ratelimits.py), over and above DEPLOY_RATE_LIMIT.
+RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
+RATELIMIT_SIGN_IN = envrate("RATELIMIT_SIGN_IN", "30/m")
+RATELIMIT_PASSWORD = envrate("RATELIMIT_PASSWORD", "5/m")
+RATELIMIT_ACTIONS = envrate("RATELIMIT_ACTIONS", "30/h")
+RATELIMIT_POST = envrate("RATELIMIT_POST", "60/m")
+# Reverse proxies in front of the portal that append to X-Forwarded-For (0: none, trust no
+# header); the client address is the one the outermost of them saw.
+TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)
+RATELIMIT_IP_META_KEY = "portal.ratelimits.client_ip"
 
 SILENCED_SYSTEM_CHECKS = [
     # django-ratelimit warns that the cache it uses is not one it knows to be shared; the
@@ -514,7 +556,7 @@ LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": "stacks.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"()": "stacks.logging.TextFormatter"},
     },
     "handlers": {
         "console": {

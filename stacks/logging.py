@@ -1,8 +1,11 @@
-"""JSON log lines with the fields the deployment spec names.
+"""Log lines: one JSON object per record (production), or plain text for reading by eye.
 
-Every record becomes one JSON object: `timestamp` (ISO 8601, UTC), `level`, `logger`,
-`message`, and whatever the caller passed in `extra` (phase, action, deploymentId, username,
-duration_ms, status, error). Known secrets are masked in the finished line.
+JSON: `timestamp` (ISO 8601, UTC), `level`, `logger`, `message`, and whatever the caller passed
+in `extra` (phase, action, deploymentId, username, duration_ms, status, error). Text:
+`asctime level logger message`. Either way a record is one line whatever its values hold (a
+username claim, a staff reason, a path or a header may carry CR, LF or JSON): JSON escapes every
+line break and non-ASCII character, and the text format writes line breaks and other unprintable
+characters as escapes, with a traceback on indented lines below. Known secrets are masked.
 """
 
 from __future__ import annotations
@@ -40,3 +43,35 @@ class JsonFormatter(_BaseJsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_text(super().format(record))
+
+
+class TextFormatter(logging.Formatter):
+    """`asctime level logger message` on one line; a traceback follows on indented lines, so a
+    line that starts unindented always starts a record."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
+        super().__init__(*args, **kwargs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = one_line(redact_text(record.getMessage()))
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        lines = [self.formatMessage(record)]
+        below = ""
+        if record.exc_info:
+            below += self.formatException(record.exc_info)
+        if record.stack_info:
+            below += "\n" + self.formatStack(record.stack_info)
+        lines += [f"    {one_line(line)}" for line in redact_text(below).splitlines() if line]
+        return "\n".join(lines)
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and every other unprintable character written as an escape
+    (`\\n`, `\\x1b`, `\\u2028`), so it cannot begin a new line or hide in a terminal."""
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    return repr(char)[1:-1]

@@ -2,7 +2,8 @@
 
 Each view fetches only the signed-in person's objects (attempts through `own_attempt`, the
 stack by its owner), asks `stacks.lifecycle` for every change and renders. Every change is a
-POST; a GET changes nothing. Errors from the lifecycle become messages on the page.
+POST, held to the request limits of `portal.ratelimits`; a GET changes nothing. Errors from the
+lifecycle become messages on the page.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
+from portal import ratelimits
 from portal.oidc import provider_logout_url
+from portal.ratelimits import limited
 from stacks import lifecycle, names, progress, queueing
 from stacks.forms import ActionForm, DeleteStackForm, LocalSignInForm
 from stacks.models import AttemptKind, DeploymentAttempt, Stack
@@ -59,20 +61,22 @@ class SignedInRequest(HtmxRequest):
     user: User
 
 
-def polled_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """@login_required for a page htmx polls: a poll after signing out (in another tab, or a
-    session that expired) sends the whole tab to the sign-in page, instead of the sign-in page
-    being swapped into the polled fragment."""
+def signed_in_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """@login_required that answers scripts in their terms. A browser is sent to the sign-in
+    page. An htmx request (a poll after signing out in another tab, a session that expired) gets
+    403 with HX-Redirect, so htmx sends the whole tab to the sign-in page instead of swapping it
+    into a fragment; a client asking for JSON gets 403 with a JSON body."""
 
     @wraps(view)
     def guarded(request: HtmxRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
             return view(request, *args, **kwargs)
+        to_sign_in = redirect_to_login(request.get_full_path())
         if request.htmx:
-            return HttpResponseClientRedirect(
-                f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': request.path})}"
-            )
-        return redirect_to_login(request.get_full_path())
+            return HttpResponse(status=403, headers={"HX-Redirect": to_sign_in.url})
+        if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
+            return JsonResponse({"error": "Sign in first.", "sign_in": to_sign_in.url}, status=403)
+        return to_sign_in
 
     return guarded
 
@@ -142,7 +146,7 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@signed_in_required
 @never_cache
 @require_GET
 def stack_page(request: SignedInRequest) -> HttpResponse:
@@ -168,7 +172,8 @@ def stack_page(request: SignedInRequest) -> HttpResponse:
     )
 
 
-@login_required
+@signed_in_required
+@limited(ratelimits.ACTIONS)
 @require_POST
 def stack_action(request: SignedInRequest, action: str) -> HttpResponse:
     if action not in ACTIONS:
@@ -176,7 +181,8 @@ def stack_action(request: SignedInRequest, action: str) -> HttpResponse:
     return _ask(request, ACTIONS[action])
 
 
-@login_required
+@signed_in_required
+@limited(ratelimits.ACTIONS)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def delete_stack(request: SignedInRequest) -> HttpResponse:
@@ -200,7 +206,7 @@ def delete_stack(request: SignedInRequest) -> HttpResponse:
     )
 
 
-@polled_login_required
+@signed_in_required
 @never_cache
 @require_GET
 def attempt_page(request: SignedInRequest, attempt_id: int) -> HttpResponse:
@@ -215,7 +221,8 @@ def attempt_page(request: SignedInRequest, attempt_id: int) -> HttpResponse:
     return HttpResponseStopPolling(fragment)
 
 
-@login_required
+@signed_in_required
+@limited(ratelimits.ACTIONS)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def cancel_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
@@ -233,7 +240,8 @@ def cancel_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
     return render(request, "attempt_cancel.html", {"attempt": attempt})
 
 
-@login_required
+@signed_in_required
+@limited(ratelimits.ACTIONS)
 @require_POST
 def retry_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
     attempt = own_attempt(request, attempt_id)
@@ -254,7 +262,7 @@ def retry_attempt(request: SignedInRequest, attempt_id: int) -> HttpResponse:
     return redirect("attempt", again.pk)
 
 
-@login_required
+@signed_in_required
 @never_cache
 @require_GET
 def history(request: SignedInRequest) -> HttpResponse:
@@ -275,6 +283,7 @@ def _next_url(request: HttpRequest) -> str:
     return wanted if safe else reverse("home")
 
 
+@limited(ratelimits.SIGN_IN)
 @never_cache
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:

@@ -6,12 +6,26 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from stacks.dokploy.simulator import DokploySimulator
 
 # The browser tests need a real worker cluster, which the inline ("sync") task settings cannot
 # give; they run in their own invocation with tests.e2e.settings (see scripts/test).
 collect_ignore = [] if settings.SETTINGS_MODULE == "tests.e2e.settings" else ["e2e"]
+
+# Property-based tests draw the same examples on every run (a failure found in CI is found again
+# on any machine), store nothing in the checkout, and have no deadline on a busy machine.
+hypothesis_settings.register_profile(
+    "portal",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=200,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("portal")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

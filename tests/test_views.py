@@ -773,8 +773,8 @@ def test_a_poll_after_signing_out_sends_the_tab_to_the_sign_in_page(client, alic
 
     response = client.get(f"/attempts/{queued.pk}/", **HTMX)
 
-    assert response.status_code == 200
-    assert response["HX-Redirect"] == f"/sign-in?next=%2Fattempts%2F{queued.pk}%2F"
+    assert response.status_code == 403
+    assert response["HX-Redirect"] == f"/sign-in?next=/attempts/{queued.pk}/"
     assert response.content == b""
 
 

@@ -26,7 +26,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from django.conf import settings as django_settings
 from django.db import connection
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from stacks.dokploy.simulator import DokploySimulator
 from stacks.models import DeploymentAttempt
@@ -192,6 +192,24 @@ def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+class CspWatch:
+    """Every Content Security Policy violation the browser reports on the portal's pages.
+
+    Chromium reports each one on the console ("Refused to apply inline style because it violates
+    the following Content Security Policy directive ..."); pages of other origins (the OpenID
+    provider's, a stack's) are not the portal's and are left out."""
+
+    def __init__(self, page: Page, portal: str) -> None:
+        self.portal = portal
+        self.violations: list[str] = []
+        page.on("console", self._seen)
+
+    def _seen(self, message: ConsoleMessage) -> None:
+        where = message.page.url if message.page is not None else ""
+        if "Content Security Policy" in message.text and where.startswith(self.portal):
+            self.violations.append(f"{where}: {message.text}")
+
+
 class Visit:
     """What every test does on a page: sign in, and check (and photograph) what it sees."""
 
@@ -201,6 +219,7 @@ class Visit:
         self.settings = settings
         self.shots = shots
         self.axe = Axe()
+        self.csp = CspWatch(page, base)
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -225,7 +244,9 @@ class Visit:
             self.settings.DEBUG = False
 
     def check(self, name: str, *, photo: bool = False) -> None:
-        """axe-core in the light and the dark scheme: no serious or critical violation."""
+        """No Content Security Policy violation so far, and axe-core in the light and the dark
+        scheme: no serious or critical violation."""
+        assert self.csp.violations == [], name
         for scheme in ("light", "dark"):
             self.page.emulate_media(color_scheme=scheme)
             results = self.axe.run(self.page)
@@ -241,8 +262,10 @@ class Visit:
 
 
 @pytest.fixture
-def visit(page: Page, portal: Any, settings: Any, shots_dir: Path) -> Visit:
-    return Visit(page, portal.url, settings, shots_dir)
+def visit(page: Page, portal: Any, settings: Any, shots_dir: Path) -> Iterator[Visit]:
+    visit = Visit(page, portal.url, settings, shots_dir)
+    yield visit
+    assert visit.csp.violations == [], "Content Security Policy violations on the portal's pages"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from portal import oidc
 from stacks.models import OIDCIdentity, Stack
+from tests.e2e.conftest import CspWatch
 
 pytestmark = pytest.mark.e2e
 
@@ -160,13 +161,17 @@ def _loopback_only(route: Route) -> None:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context per test that reaches nothing but this machine."""
+def page(browser: Browser, live_server) -> Iterator[Page]:
+    """A fresh browser context per test that reaches nothing but this machine; the portal's
+    pages in it report no Content Security Policy violation."""
     context = browser.new_context()
     context.set_default_timeout(15_000)
     context.route("**/*", _loopback_only)
-    yield context.new_page()
+    tab = context.new_page()
+    csp = CspWatch(tab, live_server.url)
+    yield tab
     context.close()
+    assert csp.violations == []
 
 
 # --- Steps a person takes ---------------------------------------------------------------------

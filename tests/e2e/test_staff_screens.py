@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import DeploymentAttempt, Stack
+from tests.e2e.conftest import CspWatch
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,7 @@ def staff_page(browser: Browser, live_server, dokploy) -> Iterator[Page]:
     User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
     page = context.new_page()
+    csp = CspWatch(page, live_server.url)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "olga")
     page.fill("#id_password", "correct-horse-battery")
@@ -49,6 +51,7 @@ def staff_page(browser: Browser, live_server, dokploy) -> Iterator[Page]:
         yield page
     finally:
         context.close()
+    assert csp.violations == [], "Content Security Policy violations on the admin's pages"
 
 
 def run(username: str, kind: str = "create") -> DeploymentAttempt:
