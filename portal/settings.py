@@ -541,12 +541,6 @@ RATELIMIT_POST = envrate("RATELIMIT_POST", "60/m")
 TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)
 RATELIMIT_IP_META_KEY = "portal.ratelimits.client_ip"
 
-SILENCED_SYSTEM_CHECKS = [
-    # django-ratelimit warns that the cache it uses is not one it knows to be shared; the
-    # database cache and Redis both are (every process sees the same counters).
-    "django_ratelimit.W001",
-]
-
 # --- Logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
