@@ -26,7 +26,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from django.conf import settings as django_settings
 from django.db import connection
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 from stacks.dokploy.simulator import DokploySimulator
 from stacks.models import DeploymentAttempt
@@ -277,3 +277,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"  {name}: {', '.join(found) if found else 'no violations'}")
     if SHOTS:
         write(f"screenshots: {len(SHOTS)} in {SHOTS[0].parent}")
+
+
+def open_staff_tab(browser: Browser, base_url: str, *, width: int = 1280) -> BrowserContext:
+    """A staff member (superuser "olga") signed in to the admin, in a fresh browser context."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale="en-GB")
+    page = context.new_page()
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", "olga")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible()
+    return context

@@ -28,7 +28,7 @@ from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import BreakerEvent, DeploymentAttempt, DeploymentStep, DokployCall
 from stacks.resilience import CircuitBreaker
-from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, SHOTS
+from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, SHOTS, open_staff_tab
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,16 +49,9 @@ def portal(live_server: Any) -> Any:
 @pytest.fixture
 def board_page(browser: Browser, live_server: Any, dokploy: Any) -> Iterator[Page]:
     """A signed-in staff member's tab, in the browser tests' one Chromium."""
-    User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
-    page = context.new_page()
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "olga")
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("input[type=submit]")
-    expect(page.locator("#site-name")).to_be_visible()
+    context = open_staff_tab(browser, live_server.url, width=1400)
     try:
-        yield page
+        yield context.pages[0]
     finally:
         context.close()
 

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from stacks import lifecycle, pipeline, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import DeploymentAttempt, Stack
-from tests.e2e.conftest import CspWatch
+from tests.e2e.conftest import CspWatch, open_staff_tab
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +38,9 @@ def staff_shots(tmp_path: Path) -> Path:
 @pytest.fixture
 def staff_page(browser: Browser, live_server, dokploy) -> Iterator[Page]:
     """A signed-in staff member's browser tab."""
-    User.objects.create_superuser("olga", "olga@example.com", "correct-horse-battery")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    page = context.new_page()
+    context = open_staff_tab(browser, live_server.url)
+    page = context.pages[0]
     csp = CspWatch(page, live_server.url)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "olga")
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("input[type=submit]")
-    expect(page.locator("#site-name")).to_be_visible()
     try:
         yield page
     finally:
