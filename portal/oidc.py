@@ -23,6 +23,7 @@ from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
+import requests
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
@@ -405,7 +406,19 @@ class AuthenticationCallbackView(OIDCAuthenticationCallbackView):  # type: ignor
             response: HttpResponse = super().dispatch(request, *args, **kwargs)
         except UsernameRefused as refusal:
             return _refused(request, refusal)
+        except requests.RequestException as exc:
+            # The token or userinfo endpoint refused or did not answer: the library raises.
+            return _provider_failed(request, exc)
         return response
+
+
+def _provider_failed(request: HttpRequest, exc: requests.RequestException) -> HttpResponse:
+    auth.logout(request)
+    status = getattr(exc.response, "status_code", None)
+    reason = f"it answered {status}" if status else "it could not be reached"
+    logger.warning("sign-in failed at the provider", extra={"reason": reason})
+    context = {"reason": reason, "support_contact": settings.SUPPORT_CONTACT}
+    return render(request, "oidc/provider_failed.html", context, status=502)
 
 
 def _refused(request: HttpRequest, refusal: UsernameRefused) -> HttpResponse:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from django.contrib.auth.models import User
 from mozilla_django_oidc import auth as oidc_auth
 
@@ -74,6 +75,13 @@ class _Response:
 
     def raise_for_status(self) -> None:
         return None
+
+
+class _HttpAnswer:
+    """Just enough of a requests.Response for an HTTPError raised by raise_for_status()."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
 
 
 @pytest.fixture
@@ -521,3 +529,30 @@ def test_the_client_secret_never_shows(client, sso, db, caplog):
     assert all(SECRET not in str(value) for value in client.session.values())
     assert SECRET not in str(list(User.objects.values()))
     assert SECRET not in str(list(OIDCIdentity.objects.values()))
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (requests.HTTPError("401 Client Error", response=_HttpAnswer(401)), "it answered 401"),
+        (requests.ConnectionError("refused"), "it could not be reached"),
+    ],
+)
+def test_a_provider_that_refuses_the_code_gets_a_clear_page(
+    client, sso, db, monkeypatch, failure, reason
+):
+    def refuse(url, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(oidc_auth.requests, "post", refuse)
+    query = start(client)
+
+    response = client.get("/oidc/callback/", {"code": "the-code", "state": query["state"]})
+
+    assert response.status_code == 502
+    text = response.content.decode()
+    assert "Sign-in did not finish" in text
+    assert reason in text
+    assert SECRET not in text
+    assert signed_in_as(client) is None
+    assert not User.objects.exists()
