@@ -22,7 +22,6 @@ counts with a read and a write, so simultaneous requests may be counted once.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +34,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit import ALL, UNSAFE
 from django_ratelimit.core import get_usage
+
+from portal.clients import client_address
 
 View = Callable[..., HttpResponse]
 
@@ -116,24 +117,13 @@ def too_many_requests(request: HttpRequest, *, seconds: int) -> HttpResponse:
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The address a request came from (RATELIMIT_IP_META_KEY).
-
-    Without proxies that is REMOTE_ADDR. Behind TRUSTED_PROXIES reverse proxies, each appending
-    the address it was reached from to X-Forwarded-For, it is the entry that many places from the
-    right: what the outermost trusted proxy saw. Entries further left come from the client and
-    are never believed. A header too short or an entry that is no address means a proxy that
-    does not append: then REMOTE_ADDR counts.
-    """
+    """The address a request came from (RATELIMIT_IP_META_KEY): `portal.clients.client_address`,
+    or the connecting peer when the client behind it cannot be trusted (the peer is then the
+    proxy that relayed it)."""
+    address = client_address(request)
+    if address is not None:
+        return str(address)
     remote = request.META.get("REMOTE_ADDR") or ""
-    hops = int(settings.TRUSTED_PROXIES)
-    if hops:
-        header = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        forwarded = [entry.strip() for entry in header.split(",") if entry.strip()]
-        if len(forwarded) >= hops:
-            try:
-                return str(ipaddress.ip_address(forwarded[-hops]))
-            except ValueError:
-                pass
     if not remote:
         raise ImproperlyConfigured(
             "REMOTE_ADDR is empty: serve the portal over TCP, not a Unix socket, so rate limits "

@@ -391,7 +391,6 @@ RECONCILE_FIX = envbool("RECONCILE_FIX", False)
 # With neither a token nor networks it answers 404, or with DEBUG on serves loopback only.
 METRICS_TOKEN = envsecret("METRICS_TOKEN", "METRICS_TOKEN_FILE")
 METRICS_ALLOWED_NETWORKS = envnetworks("METRICS_ALLOWED_NETWORKS")
-METRICS_TRUSTED_PROXIES = envnetworks("METRICS_TRUSTED_PROXIES")
 
 # Staff are told (stacks/alerts.py) by mail to ADMINS and, if set, a JSON POST to the webhook.
 ADMINS = [(address, address) for address in envlist("ADMINS")]
@@ -536,9 +535,9 @@ RATELIMIT_SIGN_IN = envrate("RATELIMIT_SIGN_IN", "30/m")
 RATELIMIT_PASSWORD = envrate("RATELIMIT_PASSWORD", "5/m")
 RATELIMIT_ACTIONS = envrate("RATELIMIT_ACTIONS", "30/h")
 RATELIMIT_POST = envrate("RATELIMIT_POST", "60/m")
-# Reverse proxies in front of the portal that append to X-Forwarded-For (0: none, trust no
-# header); the client address is the one the outermost of them saw.
-TRUSTED_PROXIES = envint("TRUSTED_PROXIES", 0)
+# Reverse proxies in front of the portal (networks) whose X-Forwarded-For names the client:
+# for the rate limits and for METRICS_ALLOWED_NETWORKS alike (portal/clients.py).
+TRUSTED_PROXIES = envnetworks("TRUSTED_PROXIES")
 RATELIMIT_IP_META_KEY = "portal.ratelimits.client_ip"
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def test_the_same_number_of_queries_with_records_and_a_fold(
 def empty(db, settings):
     settings.METRICS_TOKEN = ""
     settings.METRICS_ALLOWED_NETWORKS = []
-    settings.METRICS_TRUSTED_PROXIES = []
+    settings.TRUSTED_PROXIES = []
     settings.DEBUG = False
 
 
@@ -324,7 +324,7 @@ def test_forwarded_for_from_an_undeclared_proxy_is_never_believed(empty, setting
 
 def test_forwarded_for_from_a_trusted_proxy(empty, settings):
     settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
-    settings.METRICS_TRUSTED_PROXIES = ["172.18.0.2"]
+    settings.TRUSTED_PROXIES = ["172.18.0.2"]
     proxy = {"REMOTE_ADDR": "172.18.0.2"}
 
     assert get(**proxy, HTTP_X_FORWARDED_FOR="10.1.1.1") == 200
@@ -338,7 +338,7 @@ def test_forwarded_for_from_a_trusted_proxy(empty, settings):
 
 def test_a_chain_of_trusted_proxies(empty, settings):
     settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
-    settings.METRICS_TRUSTED_PROXIES = ["172.18.0.0/16", "192.0.2.1"]
+    settings.TRUSTED_PROXIES = ["172.18.0.0/16", "192.0.2.1"]
 
     chain = "10.9.9.9, 192.0.2.1"
     assert get(REMOTE_ADDR="172.18.0.2", HTTP_X_FORWARDED_FOR=chain) == 200
