@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from stacks import alerts, names, staff_actions, throttle
-from stacks.dokploy.client import CallRecord, DokployClient, record_call_to_db
+from stacks.dokploy.client import CallRecord, DokployClient, ignore_missing, record_call_to_db
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, ApplicationSummary, DockerVolume, Project
 from stacks.models import DeploymentAttempt, ReconcileFinding, ReconcileRun, Stack, StaffAction
@@ -141,19 +140,6 @@ class Scan:
     projects_seen: int
     stacks_checked: int
     protected: list[str] = field(default_factory=list)
-
-
-def applications_of(project: Project) -> Iterator[ApplicationSummary]:
-    for environment in project.environments:
-        yield from environment.applications
-
-
-def services_in(project: Project) -> list[str]:
-    """Everything still in the project's environments, in words."""
-    found = [f"application {app.name}" for app in applications_of(project)]
-    for environment in project.environments:
-        found.extend(f"{kind} service" for kind in environment.other_services)
-    return found
 
 
 def scan(client: DokployClient) -> Scan:
@@ -247,7 +233,7 @@ def orphan_project(project: Project, username: str, records: Records) -> Found:
     else:
         why = f"{username}'s stack records no project"
     detail = records.left_by("project", project.name, project.project_id) or why
-    held = services_in(project)
+    held = project.services()
     detail += f"; it holds {', '.join(held)}" if held else "; it is empty"
     return Found(
         Kind.ORPHAN_PROJECT,
@@ -262,7 +248,7 @@ def orphan_project(project: Project, username: str, records: Records) -> Found:
 
 def stray_applications(project: Project, owner: Stack, records: Records) -> list[Found]:
     found = []
-    for app in applications_of(project):
+    for app in project.applications():
         if app.application_id == owner.application_id:
             continue
         recorded = owner.application_id or "none"
@@ -310,7 +296,7 @@ def drift(stack: Stack, project: Project | None, client: DokployClient) -> list[
             )
         ]
     if project is not None and stack.application_id not in {
-        app.application_id for app in applications_of(project)
+        app.application_id for app in project.applications()
     }:
         return [
             finding(
@@ -529,16 +515,16 @@ def remove_orphan_project(
             if refusal:
                 _record(finding, Fix.SKIPPED, refusal, by=by, batch=batch)
                 return
-            apps = list(applications_of(project))
+            apps = list(project.applications())
             why_not = _recorded_applications(apps)
             if why_not:
                 _record(finding, Fix.SKIPPED, why_not, by=by, batch=batch)
                 return
             for app in apps:
                 if app.name.startswith(names.APPLICATION_PREFIX):
-                    _delete_application(client, app.application_id)
+                    ignore_missing(client.application_delete, app.application_id)
                     removed.append(f"application {app.name} ({app.application_id})")
-            left = services_in(client.project_one(finding.project_id))
+            left = client.project_one(finding.project_id).services()
             if left:
                 message = _removed_text(removed) + f"kept project {project.name}: it holds "
                 _record(finding, Fix.KEPT, message + ", ".join(left), by=by, batch=batch)
@@ -619,14 +605,6 @@ def _project_of(app: Application) -> str:
     environment: Any = app.raw.get("environment") or {}
     project: Any = environment.get("project") or {}
     return str(project.get("projectId") or environment.get("projectId") or "")
-
-
-def _delete_application(client: DokployClient, application_id: str) -> None:
-    try:
-        client.application_delete(application_id)
-    except DokployError as exc:
-        if exc.status != 404:
-            raise
 
 
 def _removed_text(removed: list[str]) -> str:

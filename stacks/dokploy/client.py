@@ -831,6 +831,16 @@ class DokployClient:
 # --- Reading errors ---------------------------------------------------------------------------
 
 
+def ignore_missing(delete: Callable[[str], object], resource_id: str) -> None:
+    """Call a delete (application.delete, project.remove, ...); something already gone counts
+    as deleted (Dokploy answers 404)."""
+    try:
+        delete(resource_id)
+    except DokployError as exc:
+        if exc.status != 404:
+            raise
+
+
 def volume_in_use(error: DokployError) -> bool:
     """dockerVolume.removeVolume failed because a container still uses the volume: after
     application.delete this passes once Swarm has removed the container."""

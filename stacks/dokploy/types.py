@@ -140,6 +140,17 @@ class Project:
     def production_environment(self) -> Environment | None:
         return production_environment(self.environments)
 
+    def applications(self) -> list[ApplicationSummary]:
+        """Every application in the project's environments."""
+        return [app for environment in self.environments for app in environment.applications]
+
+    def services(self) -> list[str]:
+        """Everything still in the project's environments, in words ("application x", ...)."""
+        found = [f"application {app.name}" for app in self.applications()]
+        for environment in self.environments:
+            found.extend(f"{kind} service" for kind in environment.other_services)
+        return found
+
 
 @dataclass(frozen=True)
 class ProjectCreated:

@@ -6,7 +6,6 @@ acts. What two phases both need to find lives here, never in one of the phases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,21 +70,3 @@ def same_domain(domain: Domain, want: dict[str, Any]) -> bool:
         and (domain.domain_type or "application") == want["domain_type"]
         and (domain.path or "/") == want["path"]
     )
-
-
-def services_in(project: Project) -> list[str]:
-    """Names of every service still in the project's environments."""
-    found: list[str] = []
-    for environment in project.environments:
-        found.extend(f"application {a.name}" for a in environment.applications)
-        found.extend(f"{kind} service" for kind in environment.other_services)
-    return found
-
-
-def ignore_missing(delete: Callable[[str], object], resource_id: str) -> None:
-    """Deleting something that is already gone counts as done."""
-    try:
-        delete(resource_id)
-    except DokployError as exc:
-        if exc.status != 404:
-            raise

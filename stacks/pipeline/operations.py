@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from stacks.dokploy.client import ignore_missing
 from stacks.dokploy.types import Project
 from stacks.models import DeploymentStep, Stack
 from stacks.pipeline import workspace
 from stacks.pipeline.checks import check_health
 from stacks.pipeline.journal import StepFailed
-from stacks.pipeline.lookups import find_project, ignore_missing, services_in
+from stacks.pipeline.lookups import find_project
 from stacks.pipeline.run import Run
 
 Phase = DeploymentStep.Phase
@@ -97,7 +98,7 @@ def _delete_application(run: Run, project: Project | None) -> None:
 
 def _remove_project(run: Run, project_id: str) -> None:
     with run.step(Phase.PROJECT, Action.DELETE, "Remove the project") as outcome:
-        remaining = services_in(run.client.project_one(project_id))
+        remaining = run.client.project_one(project_id).services()
         if remaining:
             raise StepFailed(
                 Phase.PROJECT,

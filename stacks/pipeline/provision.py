@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from stacks.dokploy.client import ignore_missing
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, Deployment, Environment, Project
 from stacks.dokploy.types import production_environment as pick_production
@@ -19,7 +20,7 @@ from stacks.models import AttemptKind, DeploymentStep, Stack
 from stacks.pipeline import workspace
 from stacks.pipeline.checks import check_health
 from stacks.pipeline.journal import DeadlineExceeded, StepFailed
-from stacks.pipeline.lookups import find_project, ignore_missing, same_domain
+from stacks.pipeline.lookups import find_project, same_domain
 from stacks.pipeline.run import Run
 
 Phase = DeploymentStep.Phase

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from stacks import alerts
+from stacks.dokploy.client import ignore_missing
 from stacks.dokploy.errors import DokployError
 from stacks.models import AttemptStatus, DeploymentStep, Stack
 from stacks.pipeline import workspace
@@ -29,8 +30,6 @@ from stacks.pipeline.lookups import (
     find_application_id,
     find_domain_id,
     find_project,
-    ignore_missing,
-    services_in,
 )
 from stacks.pipeline.run import Run
 from stacks.redaction import redact_text
@@ -172,7 +171,7 @@ def _undo_project(run: Run, name: str, resource_id: str | None) -> str:
     if not resource_id:
         return f"Project {name} was never created"
     try:
-        remaining = services_in(run.client.project_one(resource_id))
+        remaining = run.client.project_one(resource_id).services()
     except DokployError as exc:
         if exc.status == 404:
             run.save_stack(project_id="", environment_id="")
