@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from stacks import lifecycle, pipeline, queueing
 from stacks.models import BreakerState, DeploymentAttempt, DeploymentStep, Stack
+from tests.crashes import WorkerKilled, kill_worker_after_created
 
 Status = DeploymentAttempt.Status
 
@@ -265,23 +266,8 @@ def test_domain_with_different_config_is_updated(dokploy, alice):
     assert attempt.steps.get(phase="domain").action == "update"
 
 
-class WorkerKilled(BaseException):
-    """Stands in for SIGKILL: nothing after it runs, not even except blocks."""
-
-
 def kill_worker_after_application_created(monkeypatch, attempt: DeploymentAttempt) -> None:
-    """Run the attempt until Dokploy created the application, then die before our commit."""
-    original = pipeline.Run.confirm
-
-    def die(self, kind, name, resource_id):
-        if kind == "application":
-            raise WorkerKilled
-        return original(self, kind, name, resource_id)
-
-    monkeypatch.setattr(pipeline.Run, "confirm", die)
-    with pytest.raises(WorkerKilled):
-        pipeline.run_attempt(attempt.pk, owner="worker-1")
-    monkeypatch.setattr(pipeline.Run, "confirm", original)
+    kill_worker_after_created(monkeypatch, attempt, "application")
 
 
 def test_worker_killed_between_dokploy_and_commit_then_resumed(dokploy, alice, monkeypatch):

@@ -22,14 +22,11 @@ from stacks.models import (
     Stack,
     StaffAction,
 )
+from tests.crashes import kill_worker_after_created
 
 Status = DeploymentAttempt.Status
 Kind = ReconcileFinding.Kind
 Fix = ReconcileFinding.Fix
-
-
-class WorkerKilled(BaseException):
-    """Stands in for SIGKILL: nothing after it runs."""
 
 
 def deploy(username: str) -> Stack:
@@ -45,17 +42,7 @@ def start_create_and_die_after(monkeypatch, username: str, kind: str) -> Deploym
     commit: the attempt stays running (its lease still live) and nothing records the new id."""
     user = User.objects.create_user(username)
     attempt = lifecycle.request_attempt(user, "create", dispatch=False)
-    original = pipeline.Run.confirm
-
-    def die(self, resource_kind, name, resource_id):
-        if resource_kind == kind:
-            raise WorkerKilled
-        return original(self, resource_kind, name, resource_id)
-
-    monkeypatch.setattr(pipeline.Run, "confirm", die)
-    with pytest.raises(WorkerKilled):
-        pipeline.run_attempt(attempt.pk, owner="worker-1")
-    monkeypatch.setattr(pipeline.Run, "confirm", original)
+    kill_worker_after_created(monkeypatch, attempt, kind)
     attempt.refresh_from_db()
     assert attempt.status == Status.RUNNING
     return attempt

@@ -14,13 +14,10 @@ from django.utils import timezone
 from stacks import lifecycle, pipeline
 from stacks.models import AppendOnly, DeploymentAttempt, Stack, StaffAction
 from stacks.resilience import CircuitBreaker
+from tests.crashes import kill_worker_after_created
 
 Status = DeploymentAttempt.Status
 REASON = "Ticket 4711: the user asked on chat"
-
-
-class WorkerKilled(BaseException):
-    """Stands in for SIGKILL: nothing after it runs."""
 
 
 def operator_user(username: str = "olga", *, operate: bool = True) -> User:
@@ -316,23 +313,9 @@ def test_cancel_refuses_an_attempt_that_ended(dokploy, alice, olga, olga_client)
     assert the_entry().outcome == "refused"
 
 
-def kill_worker_after(monkeypatch, attempt: DeploymentAttempt, kind: str) -> None:
-    original = pipeline.Run.confirm
-
-    def die(self, resource_kind, name, resource_id):
-        if resource_kind == kind:
-            raise WorkerKilled
-        return original(self, resource_kind, name, resource_id)
-
-    monkeypatch.setattr(pipeline.Run, "confirm", die)
-    with pytest.raises(WorkerKilled):
-        pipeline.run_attempt(attempt.pk, owner="worker-1")
-    monkeypatch.setattr(pipeline.Run, "confirm", original)
-
-
 def test_resume_a_stuck_attempt(dokploy, alice, olga, olga_client, monkeypatch):
     attempt = lifecycle.request_attempt(alice, "create", dispatch=False)
-    kill_worker_after(monkeypatch, attempt, "application")
+    kill_worker_after_created(monkeypatch, attempt, "application")
     long_ago = timezone.now() - timedelta(minutes=5)
     DeploymentAttempt.objects.filter(pk=attempt.pk).update(
         lease_expires_at=long_ago, dispatched_at=long_ago
