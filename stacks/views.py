@@ -166,8 +166,9 @@ def stack_page(request: SignedInRequest) -> HttpResponse:
             "new_image": settings.STACK_IMAGE,
             "form": ActionForm.fresh(),
             "volume_path": settings.STACK_VOLUME_PATH,
-            "memory_limit": format_bytes(settings.STACK_MEMORY_LIMIT_BYTES),
-            "cpu_limit": format_cpus(settings.STACK_CPU_LIMIT_NANOS),
+            # What the stack was last deployed with (a changed setting applies at a redeploy).
+            "memory_limit": format_bytes(stack.memory_limit_bytes),
+            "cpu_limit": format_cpus(stack.cpu_limit_nanos),
         },
     )
 

@@ -393,9 +393,11 @@ def test_the_ticked_box_deletes_the_files_too(as_alice, alice):
 
 
 def test_the_stack_page_says_where_the_files_are_kept_and_the_limits(as_alice, alice, settings):
-    deployed_stack(alice)
-    settings.STACK_MEMORY_LIMIT_BYTES = 2 * 1024**3
-    settings.STACK_CPU_LIMIT_NANOS = 1_500_000_000
+    stack = deployed_stack(alice)
+    Stack.objects.filter(pk=stack.pk).update(
+        memory_limit_bytes=2 * 1024**3, cpu_limit_nanos=1_500_000_000
+    )
+    settings.STACK_MEMORY_LIMIT_BYTES = None  # changed since: applies at the next redeploy
 
     html = page(as_alice.get("/stack/"))
 
