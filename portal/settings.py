@@ -1,6 +1,7 @@
 """Settings for AI Stack Portal.
 
-Every value comes from the environment through the small typed helpers below, with defaults
+Every value comes from the environment through typed helpers (the plain ones in `portal.env`,
+which the container's health probe shares, the rest below), with defaults
 that run the portal locally with no setup: SQLite, django-q2's ORM broker, a database cache and
 the embedded Dokploy simulator. The README lists every variable.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.env import allowed_hosts, debug, envbool, envfloat, envint, envlist, envstr
 from stacks.dokploy.docker_rules import (
     DOCKER_MIN_MEMORY_BYTES,
     NANO_CPUS_PER_CPU,
@@ -25,53 +27,6 @@ from stacks.dokploy.docker_rules import (
 from stacks.redaction import register_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def envstr(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def envbool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
-
-
-def envint(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
-def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
-    """Durations in seconds; fractions are allowed so tests and demos can run fast."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
-def envlist(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
 
 
 def envnetworks(name: str) -> list[str]:
@@ -210,7 +165,7 @@ def parse_cpus(text: str) -> int:
 
 # --- Core -------------------------------------------------------------------------------------
 
-DEBUG = envbool("DEBUG", False)
+DEBUG = debug()
 SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
@@ -218,7 +173,7 @@ if not SECRET_KEY:
     # A fixed key for DEBUG only, never used with DEBUG off (checked above): S105 is expected.
     SECRET_KEY = "insecure-local-development-key-never-use-in-production"  # noqa: S105
 
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+ALLOWED_HOSTS = allowed_hosts()
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
 

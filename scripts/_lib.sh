@@ -99,11 +99,11 @@ ensure_promtool() {
   command -v promtool >/dev/null 2>&1
 }
 
-# buildah, podman, runc and debootstrap: scripts/image_check builds and runs the container image
+# buildah, podman, runc and debootstrap: scripts/image-smoke builds and runs the container image
 # with them, with no Docker engine. They need root; apt-get installs whichever are missing.
 ensure_image_tools() {
   local tool missing=() out
-  [ "$(id -u)" = "0" ] || { log "the container image check needs root"; return 1; }
+  [ "$(id -u)" = "0" ] || { log "the image smoke run needs root"; return 1; }
   for tool in buildah podman runc debootstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done

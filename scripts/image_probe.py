@@ -1,16 +1,20 @@
-"""Checks run inside a started portal container by scripts/image_check.
+"""Checks run inside a started portal container by scripts/image-smoke.
 
 It is fed to the container's own Python on stdin (`podman exec -i NAME python - CHECK`), so
 nothing of it lands in the image, and it speaks to gunicorn on the container's loopback the way
 the HEALTHCHECK does. Each check prints what it saw and exits 1 at the first thing that is wrong.
 
-    web        /healthz (database ok), a page and every static file it links, HTTPS redirect,
-               the production 404, under the first ALLOWED_HOSTS name
+    web        /healthz (database ok, and not redirected over plain http), the HTTPS redirect,
+               a page and every static file it links (hashed, immutable, gzipped), the
+               production 404, 400 for an unknown Host; under the host the HEALTHCHECK presents
     queue      /healthz until a task cluster reports its heartbeat (status "ok")
     task       a task queued from this container comes back from the worker with its result
     processes  every process in the container runs as uid and gid 10001
     files      the code and static files are read-only to that user, var/ is writable, and
                what .dockerignore keeps out of the image is not in it
+    bytecode   importing the whole application (Django set up, every module of portal/ and
+               stacks/, the WSGI application) compiles no module from source: every .pyc was
+               made at build time
 """
 
 from __future__ import annotations
@@ -49,13 +53,17 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def host() -> str:
-    first = os.environ.get("ALLOWED_HOSTS", "").split(",")[0].strip().lstrip(".")
-    return "localhost" if first in {"", "*"} else first
+    """The host the HEALTHCHECK presents, read from ALLOWED_HOSTS as the settings read it."""
+    from portal.container_health import probe_host
+
+    return probe_host()
 
 
-def get(path: str, *, https: bool = True, gzip_ok: bool = False) -> Answer:
+def get(
+    path: str, *, https: bool = True, gzip_ok: bool = False, as_host: str | None = None
+) -> Answer:
     """One GET as the TLS-terminating proxy would send it (or plain http with https=False)."""
-    headers = {"Host": host()}
+    headers = {"Host": as_host or host()}
     if https:
         headers["X-Forwarded-Proto"] = "https"
     if gzip_ok:
@@ -85,7 +93,15 @@ def healthz() -> dict[str, Any]:
 def check_web() -> None:
     health = healthz()
     expect(health["database"]["ok"] is True, f"/healthz database: {health['database']}")
-    print(f"/healthz 200, status {health['status']}, database ok")
+    print(f"/healthz 200, status {health['status']}, database ok, as Host {host()!r}")
+
+    plain_health = get("/healthz", https=False)
+    expect(plain_health.status == 200, f"plain-http /healthz answered {plain_health.status}")
+    print("plain-http /healthz 200 (exempt from the HTTPS redirect)")
+
+    stranger = get("/healthz", as_host="unknown.example.net")
+    expect(stranger.status == 400, f"an unknown Host answered {stranger.status}, not 400")
+    print("Host unknown.example.net: 400")
 
     plain = get("/", https=False)
     expect(plain.status == 301, f"plain-http / answered {plain.status}, not the HTTPS redirect")
@@ -113,7 +129,11 @@ def check_web() -> None:
     print("unknown page 404 without the DEBUG page")
 
 
+HASHED_NAME = re.compile(r"\.[0-9a-f]{12}\.[a-z0-9]+$")
+
+
 def check_static(link: str) -> None:
+    expect(bool(HASHED_NAME.search(link)), f"{link} has no content hash in its name")
     plain = get(link)
     expect(plain.status == 200, f"{link} answered {plain.status}")
     expect(len(plain.body) > 0, f"{link} is empty")
@@ -187,6 +207,8 @@ KEPT_OUT = [
     "deploy",
     "Dockerfile",
     ".env",
+    ".hypothesis",
+    ".pytest_cache",
 ]
 
 
@@ -200,12 +222,52 @@ def check_files() -> None:
     print(f"/app read-only, /app/var writable; /app holds: {' '.join(present)}")
 
 
+def check_bytecode() -> None:
+    import importlib.machinery
+    import pkgutil
+
+    compiled: list[str] = []
+    loader = importlib.machinery.SourceFileLoader
+    source_to_code = loader.source_to_code
+
+    def counting(self: Any, data: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(str(path))
+        return source_to_code(self, data, path, *args, **kwargs)
+
+    loader.source_to_code = counting  # type: ignore[method-assign]
+    import django
+
+    django.setup()
+    import portal
+    import stacks
+
+    names = ["portal.wsgi"]
+    for package in (portal, stacks):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if module.name not in {"portal.settings_test"}:
+                names.append(module.name)
+    for name in names:
+        __import__(name)
+    loader.source_to_code = source_to_code  # type: ignore[method-assign]
+
+    loaded = [getattr(module, "__file__", None) or "" for module in list(sys.modules.values())]
+    from_app = [path for path in loaded if path.startswith("/app/") and path.endswith(".py")]
+    own = [path for path in from_app if not path.startswith("/app/.venv/")]
+    at_start = [path for path in compiled if path.startswith("/app/")]
+    expect(not at_start, f"compiled from source at start: {', '.join(sorted(at_start)[:10])}")
+    print(
+        f"imported {len(from_app)} modules from /app ({len(own)} of the portal's own, "
+        f"{len(from_app) - len(own)} from its dependencies): none compiled from source"
+    )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "web": check_web,
     "queue": check_queue,
     "task": check_task,
     "processes": check_processes,
     "files": check_files,
+    "bytecode": check_bytecode,
 }
 
 
