@@ -23,6 +23,7 @@ class StacksConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
+        from stacks import checks  # noqa: F401  (registers the deploy checks)
         from stacks.queueing import resume_on_start
 
         post_migrate.connect(_install_schedules, sender=self)
