@@ -168,14 +168,18 @@ entry = st.one_of(
 @given(entries=st.lists(entry, max_size=5), padding=st.sampled_from(["", " ", "  "]))
 def test_any_list_with_a_usable_entry_gets_an_allowed_host(entries, padding):
     raw = ",".join(padding + item + padding for item in entries)
-    os.environ["ALLOWED_HOSTS"] = raw
-    os.environ["DEBUG"] = "false"
+    # Hypothesis calls this many times within one test: the environment is set and put back here.
+    saved = {name: os.environ.get(name) for name in ("ALLOWED_HOSTS", "DEBUG")}
+    os.environ.update(ALLOWED_HOSTS=raw, DEBUG="false")
     try:
         hosts = allowed_hosts()
         presented = probe_host()
     finally:
-        del os.environ["ALLOWED_HOSTS"]
-        del os.environ["DEBUG"]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     assert all(host == host.strip() and host for host in hosts)
     if hosts:
         assert validate_host(presented, hosts), (raw, hosts, presented)
