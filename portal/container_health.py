@@ -82,7 +82,8 @@ def is_web_server(process: Process) -> bool:
     argv = process.argv
     if not argv:
         return False
-    if Path(argv[0]).name == "gunicorn":
+    # With setproctitle installed, gunicorn renames itself "gunicorn: master [...]".
+    if Path(argv[0]).name == "gunicorn" or argv[0].startswith("gunicorn: "):
         return True
     return (
         Path(argv[0]).name.startswith("python")

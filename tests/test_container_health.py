@@ -50,6 +50,7 @@ QCLUSTER = ("python", "manage.py", "qcluster")
             [Process(1, 0, ("gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000"))],
             {"web"},
         ),
+        ([Process(1, 0, ("gunicorn: master [portal.wsgi:application]",))], {"web"}),
         ([Process(1, 0, QCLUSTER), Process(9, 1, QCLUSTER), Process(10, 9, QCLUSTER)], {"worker"}),
         # Behind an init process (docker run --init) and with the project's full paths.
         (
