@@ -48,7 +48,6 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django_q.models import Schedule
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -57,7 +56,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from stacks import staff
+from stacks import schedules, staff
 from stacks.models import (
     ACTIVE_STATUSES,
     AttemptKind,
@@ -354,15 +353,7 @@ def fold(now: datetime | None = None) -> datetime | None:
 
 def ensure_schedule() -> None:
     """Fold every FOLD_MINUTES minutes in the task cluster."""
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": TASK,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": FOLD_MINUTES,
-            "repeats": -1,
-        },
-    )
+    schedules.every(SCHEDULE_NAME, TASK, minutes=FOLD_MINUTES)
 
 
 # --- Gauges: the state now --------------------------------------------------------------------

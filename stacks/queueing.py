@@ -19,9 +19,9 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from stacks import schedules
 from stacks.models import AttemptKind, AttemptStatus, DeploymentAttempt, Stack
 from stacks.pipeline.lease import holder_is_dead, lease_seconds
 
@@ -212,15 +212,7 @@ def schedule_wakeup() -> None:
         .first()
     )
     if upcoming is not None:
-        _wake_up_at(upcoming, name="dispatch-wakeup", func="stacks.tasks.dispatch_due")
-
-
-def _wake_up_at(when: datetime, *, name: str, func: str) -> None:
-    """One task run at `when`: a one-off schedule, moved rather than added each time."""
-    Schedule.objects.update_or_create(
-        name=name,
-        defaults={"func": func, "schedule_type": Schedule.ONCE, "next_run": when, "repeats": 1},
-    )
+        schedules.once_at(upcoming, name="dispatch-wakeup", func="stacks.tasks.dispatch_due")
 
 
 def worker_lost(attempt: DeploymentAttempt, now: datetime | None = None) -> bool:
@@ -284,7 +276,7 @@ def schedule_reaper_wakeup(now: datetime | None = None) -> None:
     )
     if expiry is not None:
         when = max(expiry, now) + timedelta(seconds=1)
-        _wake_up_at(when, name="reaper-wakeup", func="stacks.tasks.reap_attempts")
+        schedules.once_at(when, name="reaper-wakeup", func="stacks.tasks.reap_attempts")
 
 
 def resume_on_start(**signal_args: object) -> None:
@@ -312,12 +304,4 @@ def resume_on_start(**signal_args: object) -> None:
 
 def ensure_schedules() -> None:
     """The reaper runs every minute in the task cluster."""
-    Schedule.objects.update_or_create(
-        name="reaper",
-        defaults={
-            "func": "stacks.tasks.reap_attempts",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    schedules.every("reaper", "stacks.tasks.reap_attempts", minutes=1)

@@ -47,9 +47,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
-from django_q.models import Schedule
 
-from stacks import alerts, names, staff_actions, throttle
+from stacks import alerts, names, schedules, staff_actions, throttle
 from stacks.dokploy.client import CallRecord, DokployClient, ignore_missing, record_call_to_db
 from stacks.dokploy.errors import DokployError
 from stacks.dokploy.types import Application, ApplicationSummary, DockerVolume, Project
@@ -648,19 +647,7 @@ def _refused_or_failed(fix: str) -> str:
 
 def ensure_schedule() -> None:
     """Run the reconciler every RECONCILE_INTERVAL minutes in the task cluster (0: never)."""
-    minutes = int(settings.RECONCILE_INTERVAL)
-    if minutes <= 0:
-        Schedule.objects.filter(name=SCHEDULE_NAME).delete()
-        return
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": TASK,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": minutes,
-            "repeats": -1,
-        },
-    )
+    schedules.every(SCHEDULE_NAME, TASK, minutes=int(settings.RECONCILE_INTERVAL))
 
 
 def latest_run() -> ReconcileRun | None:

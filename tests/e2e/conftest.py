@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from django.conf import settings as django_settings
+from django.contrib.auth.models import User
 from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
+from stacks import lifecycle, pipeline
 from stacks.dokploy.simulator import DokploySimulator
 from stacks.models import DeploymentAttempt
 
@@ -277,6 +279,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         write(f"  {name}: {', '.join(found) if found else 'no violations'}")
     if SHOTS:
         write(f"screenshots: {len(SHOTS)} in {SHOTS[0].parent}")
+
+
+def run(username: str, kind: str = "create") -> DeploymentAttempt:
+    """Request an attempt and run it here, to the end."""
+    user = User.objects.filter(username=username).first() or User.objects.create_user(username)
+    attempt = lifecycle.request_attempt(user, kind, dispatch=False)
+    pipeline.run_attempt(attempt.pk)
+    attempt.refresh_from_db()
+    return attempt
 
 
 def open_staff_tab(browser: Browser, base_url: str, *, width: int = 1280) -> BrowserContext:

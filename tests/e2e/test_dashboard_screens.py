@@ -24,11 +24,11 @@ from django.db.models import F
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from stacks import lifecycle, pipeline, reconcile
+from stacks import lifecycle, reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import BreakerEvent, DeploymentAttempt, DeploymentStep, DokployCall
 from stacks.resilience import CircuitBreaker
-from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, SHOTS, open_staff_tab
+from tests.e2e.conftest import AXE_SEEN, BAD_IMPACTS, SHOTS, open_staff_tab, run
 
 pytestmark = [
     pytest.mark.e2e,
@@ -54,14 +54,6 @@ def board_page(browser: Browser, live_server: Any, dokploy: Any) -> Iterator[Pag
         yield context.pages[0]
     finally:
         context.close()
-
-
-def run(username: str, kind: str = "create") -> DeploymentAttempt:
-    user = User.objects.filter(username=username).first() or User.objects.create_user(username)
-    attempt = lifecycle.request_attempt(user, kind, dispatch=False)
-    pipeline.run_attempt(attempt.pk)
-    attempt.refresh_from_db()
-    return attempt
 
 
 def move_back(since_id: dict[str, int], by: timedelta) -> None:

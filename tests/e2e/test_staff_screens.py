@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
 
-from stacks import lifecycle, pipeline, reconcile
+from stacks import reconcile
 from stacks.dokploy.client import DokployClient
 from stacks.models import DeploymentAttempt, Stack
-from tests.e2e.conftest import CspWatch, open_staff_tab
+from tests.e2e.conftest import CspWatch, open_staff_tab, run
 
 pytestmark = pytest.mark.e2e
 
@@ -46,15 +45,6 @@ def staff_page(browser: Browser, live_server, dokploy) -> Iterator[Page]:
     finally:
         context.close()
     assert csp.violations == [], "Content Security Policy violations on the admin's pages"
-
-
-def run(username: str, kind: str = "create") -> DeploymentAttempt:
-    """Request an attempt and run it here, to the end."""
-    user = User.objects.filter(username=username).first() or User.objects.create_user(username)
-    attempt = lifecycle.request_attempt(user, kind, dispatch=False)
-    pipeline.run_attempt(attempt.pk)
-    attempt.refresh_from_db()
-    return attempt
 
 
 def simulated_history(dokploy, settings) -> None:
